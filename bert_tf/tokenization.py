@@ -1,0 +1,364 @@
+"""The original BERT WordPiece tokenizer in pure Python (no TensorFlow import).
+
+`FullTokenizer` reproduces google-research/bert's `tokenization.py` exactly:
+
+1. Bytes are decoded as UTF-8; invalid byte sequences are dropped (the original's
+   `decode("utf-8", "ignore")`; because U+FFFD is removed in step 2 anyway, replacing them
+   would give the same tokens).
+2. Cleaning: NUL, U+FFFD and control characters (Unicode categories Cc and Cf, except tab,
+   newline and carriage return) are removed; every whitespace character (space, tab, newline,
+   carriage return and category Zs) becomes a space.
+3. A space is put on both sides of every CJK ideograph (the original's code-point ranges,
+   which leave Hangul, Hiragana and Katakana alone).
+4. The text is split on whitespace (`str.split()`, so U+2028/U+2029 separate words too).
+5. Only when lower-casing: each word is lower-cased (`str.lower()`), NFD-normalised and its
+   non-spacing marks (category Mn) are dropped.
+6. Every punctuation character (ASCII 33-47, 58-64, 91-96, 123-126 and categories P*) becomes
+   a word of its own.
+7. WordPiece: greedy longest-match-first against the vocabulary, continuation pieces prefixed
+   with `##`; a word that cannot be covered, or is longer than 200 characters, is `[UNK]`.
+
+Character classes come from the running interpreter's `unicodedata`, as in the original;
+`bert_tf.preprocessing` builds its in-graph regular expressions from the same functions so both
+paths agree on the same Unicode version.
+"""
+
+import collections
+import os
+import re
+import unicodedata
+
+DEFAULT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+MAX_INPUT_CHARS_PER_WORD = 200
+
+# The original's "Chinese character" ranges (CJK Unified Ideographs and extensions A-E plus the
+# compatibility ideographs). Hangul and Kana are deliberately absent.
+CJK_RANGES = (
+    (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F),
+    (0x2B820, 0x2CEAF),
+    (0xF900, 0xFAFF),
+    (0x2F800, 0x2FA1F),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Character classes (the original's definitions)
+# ---------------------------------------------------------------------------------------------
+
+
+def is_whitespace(char):
+    """Space, tab, newline, carriage return, or Unicode category Zs."""
+    if char in (" ", "\t", "\n", "\r"):
+        return True
+    return unicodedata.category(char) == "Zs"
+
+
+def is_control(char):
+    """Categories Cc and Cf, except tab, newline and carriage return (they are whitespace)."""
+    if char in ("\t", "\n", "\r"):
+        return False
+    return unicodedata.category(char) in ("Cc", "Cf")
+
+
+def is_punctuation(char):
+    """Every non-alphanumeric printable ASCII character, or any Unicode category P*."""
+    cp = ord(char)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(char).startswith("P")
+
+
+def is_cjk_ideograph(cp):
+    """True if code point `cp` is in one of the original's CJK ideograph ranges."""
+    return any(low <= cp <= high for low, high in CJK_RANGES)
+
+
+def is_removed_by_cleaning(char):
+    """True for the characters the original's `_clean_text` drops."""
+    return char == "\x00" or char == "\ufffd" or is_control(char)
+
+
+# ---------------------------------------------------------------------------------------------
+# Text and vocabulary I/O
+# ---------------------------------------------------------------------------------------------
+
+
+def convert_to_unicode(text):
+    """Returns `text` as `str`; bytes are decoded as UTF-8 and invalid byte sequences dropped."""
+    if isinstance(text, str):
+        return text
+    if isinstance(text, (bytes, bytearray)):
+        return bytes(text).decode("utf-8", "ignore")
+    raise TypeError(f"expected str or bytes, got {type(text).__name__}: {text!r:.80}")
+
+
+def _open_text(path):
+    # Remote paths (gs://, hdfs://, ...) need TensorFlow's file system; local files do not, so the
+    # Python tokenizer stays importable and fast in data-creation worker processes.
+    if "://" in str(path):
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+        return tf.io.gfile.GFile(path, "rb")
+    return open(path, "rb")
+
+
+def load_vocab(vocab_file):
+    """Reads a vocab.txt (one token a line) into an ordered dict token -> id.
+
+    As the original: each line is stripped of surrounding whitespace and its id is its line
+    number (0-based); if a token is repeated, the last line wins.
+    """
+    vocab = collections.OrderedDict()
+    try:
+        with _open_text(vocab_file) as reader:
+            data = reader.read()
+    except (OSError, IOError) as error:
+        raise FileNotFoundError(f"cannot read vocab file {vocab_file!r}: {error}") from error
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"vocab file {vocab_file!r} is not valid UTF-8 (byte {error.start})"
+        ) from error
+    # The original reads with readline(), which breaks lines on "\n" only.
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    for index, line in enumerate(lines):
+        vocab[line.strip()] = index
+    if not vocab:
+        raise ValueError(f"vocab file {vocab_file!r} is empty")
+    return vocab
+
+
+def convert_by_vocab(vocab, items):
+    """Maps each item through `vocab` (token->id or id->token); unknown items raise KeyError."""
+    output = []
+    for item in items:
+        try:
+            output.append(vocab[item])
+        except KeyError:
+            raise KeyError(f"{item!r} is not in the vocabulary") from None
+    return output
+
+
+def whitespace_tokenize(text):
+    """Splits on any whitespace (`str.split()`)."""
+    return text.split()
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizers
+# ---------------------------------------------------------------------------------------------
+
+
+class BasicTokenizer:
+    """Cleaning, CJK spacing, whitespace split, optional lower-casing/accent stripping, punctuation split.
+
+    Args:
+      do_lower_case: lower-case and strip accents (the "uncased" models).
+      never_split: tokens kept whole when they appear as a whitespace-separated word or between
+        punctuation-free boundaries in the raw text (see `FullTokenizer`'s `special_tokens`).
+    """
+
+    def __init__(self, do_lower_case=True, never_split=()):
+        self.do_lower_case = do_lower_case
+        self.never_split = tuple(never_split)
+        self._never_split_re = (
+            re.compile("(" + "|".join(re.escape(t) for t in sorted(self.never_split, key=len, reverse=True)) + ")")
+            if self.never_split
+            else None
+        )
+
+    def tokenize(self, text):
+        text = convert_to_unicode(text)
+        if self._never_split_re is None:
+            return self._tokenize_plain(text)
+        output = []
+        for i, part in enumerate(self._never_split_re.split(text)):
+            if i % 2:
+                output.append(part)
+            elif part:
+                output.extend(self._tokenize_plain(part))
+        return output
+
+    def _tokenize_plain(self, text):
+        text = self._clean_text(text)
+        text = self._tokenize_cjk_chars(text)
+        split_tokens = []
+        for token in whitespace_tokenize(text):
+            if self.do_lower_case:
+                token = self._strip_accents(token.lower())
+            split_tokens.extend(self._split_on_punctuation(token))
+        return whitespace_tokenize(" ".join(split_tokens))
+
+    @staticmethod
+    def _clean_text(text):
+        output = []
+        for char in text:
+            if is_removed_by_cleaning(char):
+                continue
+            output.append(" " if is_whitespace(char) else char)
+        return "".join(output)
+
+    @staticmethod
+    def _tokenize_cjk_chars(text):
+        output = []
+        for char in text:
+            if is_cjk_ideograph(ord(char)):
+                output.extend((" ", char, " "))
+            else:
+                output.append(char)
+        return "".join(output)
+
+    @staticmethod
+    def _strip_accents(text):
+        text = unicodedata.normalize("NFD", text)
+        return "".join(char for char in text if unicodedata.category(char) != "Mn")
+
+    @staticmethod
+    def _split_on_punctuation(text):
+        words = []
+        start_new_word = True
+        for char in text:
+            if is_punctuation(char):
+                words.append(char)
+                start_new_word = True
+            else:
+                if start_new_word:
+                    words.append("")
+                start_new_word = False
+                words[-1] += char
+        return words
+
+
+class WordpieceTokenizer:
+    """Greedy longest-match-first WordPiece over already basic-tokenized words."""
+
+    def __init__(self, vocab, unk_token="[UNK]", max_input_chars_per_word=MAX_INPUT_CHARS_PER_WORD):
+        self.vocab = vocab
+        self.unk_token = unk_token
+        self.max_input_chars_per_word = max_input_chars_per_word
+
+    def tokenize(self, text):
+        """E.g. "unaffable" -> ["un", "##aff", "##able"] with a suitable vocabulary."""
+        output_tokens = []
+        for word in whitespace_tokenize(convert_to_unicode(text)):
+            output_tokens.extend(self._tokenize_word(word))
+        return output_tokens
+
+    def _tokenize_word(self, word):
+        if len(word) > self.max_input_chars_per_word:
+            return [self.unk_token]
+        pieces = []
+        start = 0
+        while start < len(word):
+            end = len(word)
+            piece = None
+            while start < end:
+                candidate = word[start:end] if start == 0 else "##" + word[start:end]
+                if candidate in self.vocab:
+                    piece = candidate
+                    break
+                end -= 1
+            if piece is None:
+                return [self.unk_token]
+            pieces.append(piece)
+            start = end
+        return pieces
+
+
+class FullTokenizer:
+    """The original end-to-end tokenizer: `BasicTokenizer` then `WordpieceTokenizer`.
+
+    Args:
+      vocab_file: path of a vocab.txt.
+      do_lower_case: True for uncased models.
+      special_tokens: strings kept whole (and not lower-cased) wherever they appear in raw text,
+        e.g. `["[MASK]"]` for fill-mask prediction, or `bert_tf.tokenization.DEFAULT_SPECIAL_TOKENS`.
+        Empty by default, as in the original, which splits "[MASK]" into "[", "mask", "]".
+    """
+
+    def __init__(self, vocab_file, do_lower_case=True, special_tokens=()):
+        self.vocab = load_vocab(vocab_file)
+        self.inv_vocab = {index: token for token, index in self.vocab.items()}
+        self.do_lower_case = do_lower_case
+        special_tokens = tuple(special_tokens)
+        missing = [t for t in special_tokens if t not in self.vocab]
+        if missing:
+            raise ValueError(f"special_tokens {missing} are not in the vocab file {vocab_file!r}")
+        self.special_tokens = special_tokens
+        self.basic_tokenizer = BasicTokenizer(do_lower_case=do_lower_case, never_split=special_tokens)
+        self.wordpiece_tokenizer = WordpieceTokenizer(vocab=self.vocab)
+
+    def tokenize(self, text):
+        """Text (str or UTF-8 bytes) -> list of WordPiece strings."""
+        pieces = []
+        for word in self.basic_tokenizer.tokenize(text):
+            if word in self.special_tokens:
+                pieces.append(word)
+            else:
+                pieces.extend(self.wordpiece_tokenizer._tokenize_word(word))  # pylint: disable=protected-access
+        return pieces
+
+    def convert_tokens_to_ids(self, tokens):
+        return convert_by_vocab(self.vocab, tokens)
+
+    def convert_ids_to_tokens(self, ids):
+        return convert_by_vocab(self.inv_vocab, ids)
+
+    def encode(self, text):
+        """Text -> list of ids (tokenize + convert_tokens_to_ids)."""
+        return self.convert_tokens_to_ids(self.tokenize(text))
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoint casing check
+# ---------------------------------------------------------------------------------------------
+
+_LOWER_CASED_MODELS = (
+    "uncased_L-24_H-1024_A-16",
+    "uncased_L-12_H-768_A-12",
+    "multilingual_L-12_H-768_A-12",
+    "chinese_L-12_H-768_A-12",
+    "wwm_uncased_L-24_H-1024_A-16",
+)
+_CASED_MODELS = (
+    "cased_L-12_H-768_A-12",
+    "cased_L-24_H-1024_A-16",
+    "multi_cased_L-12_H-768_A-12",
+    "wwm_cased_L-24_H-1024_A-16",
+)
+# The 24 small BERTs (uncased_L-{2..12}_H-{128..768}_A-{H/64}) are all uncased.
+_SMALL_BERT_RE = re.compile(r"^uncased_L-(2|4|6|8|10|12)_H-(128|256|512|768)_A-(2|4|8|12)$")
+
+
+def validate_case_matches_checkpoint(do_lower_case, init_checkpoint):
+    """Raises ValueError if `do_lower_case` contradicts a published checkpoint's name.
+
+    Only checkpoints under a folder named like Google's releases
+    (`.../uncased_L-12_H-768_A-12/bert_model.ckpt`) are checked; anything else passes.
+    """
+    if not init_checkpoint:
+        return
+    match = re.match(r"^.*?([A-Za-z0-9_-]+)/bert_model\.ckpt", str(init_checkpoint).replace(os.sep, "/"))
+    if match is None:
+        return
+    model_name = match.group(1)
+    if model_name in _LOWER_CASED_MODELS or _SMALL_BERT_RE.match(model_name):
+        expected, actual_flag, case_name, opposite_flag = True, "False", "uncased", "True"
+    elif model_name in _CASED_MODELS:
+        expected, actual_flag, case_name, opposite_flag = False, "True", "cased", "False"
+    else:
+        return
+    if bool(do_lower_case) != expected:
+        raise ValueError(
+            f"You passed in `--do_lower_case={actual_flag}` with `--init_checkpoint` "
+            f"{init_checkpoint!r}. However, `{model_name}` is a {case_name} model, so it should be "
+            f"`--do_lower_case={opposite_flag}`: the vocabulary and the checkpoint were built "
+            f"that way, and other casing silently degrades accuracy."
+        )
