@@ -1,0 +1,113 @@
+"""absl flag definitions shared by the scripts, and turning those flags into library arguments.
+
+A script calls the `define_*` functions at import time (before `app.run`), then in `main`
+passes its `flags.FLAGS` to `strategy_from_flags` / `setup_from_flags`. Library code never
+reads FLAGS; only these helpers and the scripts do.
+"""
+
+from absl import flags, logging
+
+from bert_tf import distribution
+
+
+def define_tpu_flags(flag_values=flags.FLAGS):
+    """The original BERT scripts' TPU flags, same names, defaults and meaning."""
+    flags.DEFINE_bool("use_tpu", False, "Whether to use TPU (same as "
+                      "--distribution_strategy=tpu).", flag_values=flag_values)
+    flags.DEFINE_string(
+        "tpu_name", None,
+        "The Cloud TPU to use for training. This should be either the name used when "
+        "creating the Cloud TPU, or a grpc://ip.address.of.tpu:8470 url.",
+        flag_values=flag_values)
+    flags.DEFINE_string(
+        "tpu_zone", None,
+        "[Optional] GCE zone where the Cloud TPU is located in. If not specified, we will "
+        "attempt to automatically detect the GCE project from metadata.",
+        flag_values=flag_values)
+    flags.DEFINE_string(
+        "gcp_project", None,
+        "[Optional] Project name for the Cloud TPU-enabled project. If not specified, we "
+        "will attempt to automatically detect the GCE project from metadata.",
+        flag_values=flag_values)
+    flags.DEFINE_string("master", None, "[Optional] TensorFlow master URL (a TPU address "
+                        "used when --tpu_name is not given).", flag_values=flag_values)
+    flags.DEFINE_integer(
+        "num_tpu_cores", 8,
+        "Only used if `use_tpu` is True. Total number of TPU cores to use (bert_tf checks it "
+        "against the replicas the TPU reports).", flag_values=flag_values)
+
+
+def define_distribution_flags(flag_values=flags.FLAGS):
+    """--distribution_strategy, --num_gpus and the original TPU flags."""
+    flags.DEFINE_enum(
+        "distribution_strategy", None, list(distribution.STRATEGY_NAMES),
+        "tf.distribute strategy. Default: chosen from the devices (TPU address → tpu, "
+        "TF_CONFIG with several tasks → multi_worker_mirrored, >1 GPU → mirrored, else "
+        "one_device).", flag_values=flag_values)
+    flags.DEFINE_integer("num_gpus", None, "GPUs to use (default: all visible; 0: CPU only).",
+                         flag_values=flag_values)
+    define_tpu_flags(flag_values)
+
+
+def define_performance_flags(flag_values=flags.FLAGS):
+    """--mixed_precision, --jit_compile and --seed."""
+    flags.DEFINE_enum(
+        "mixed_precision", "none", ["none", "bfloat16", "float16"],
+        "Compute dtype: none (float32), bfloat16, or float16 with dynamic loss scaling. "
+        "Variables stay float32.", flag_values=flag_values)
+    flags.DEFINE_bool("jit_compile", False, "Compile the train/eval steps with XLA.",
+                      flag_values=flag_values)
+    flags.DEFINE_integer("seed", 12345, "Random seed for weight initialisation, dropout and "
+                         "input shuffling (a resumed run restores the exact state).",
+                         flag_values=flag_values)
+
+
+def define_common_flags(flag_values=flags.FLAGS):
+    """All of the above."""
+    define_distribution_flags(flag_values)
+    define_performance_flags(flag_values)
+
+
+def tpu_address_from_flags(flag_values=flags.FLAGS):
+    return flag_values.tpu_name or flag_values.master or None
+
+
+def strategy_name_from_flags(flag_values=flags.FLAGS):
+    """The effective strategy name; --use_tpu means tpu and conflicts with another choice."""
+    name = flag_values.distribution_strategy
+    if flag_values.use_tpu:
+        if name not in (None, "", "tpu"):
+            raise flags.ValidationError(
+                f"--use_tpu conflicts with --distribution_strategy={name}")
+        return "tpu"
+    return name
+
+
+def strategy_from_flags(flag_values=flags.FLAGS):
+    """tf.distribute strategy from --distribution_strategy/--num_gpus/--use_tpu/--tpu_*."""
+    name = strategy_name_from_flags(flag_values)
+    strategy = distribution.get_strategy(
+        name,
+        num_gpus=flag_values.num_gpus,
+        tpu_address=tpu_address_from_flags(flag_values),
+        tpu_zone=flag_values.tpu_zone,
+        gcp_project=flag_values.gcp_project,
+    )
+    if name == "tpu" and strategy.num_replicas_in_sync != flag_values.num_tpu_cores:
+        logging.warning("--num_tpu_cores=%d but the TPU has %d cores; using %d",
+                        flag_values.num_tpu_cores, strategy.num_replicas_in_sync,
+                        strategy.num_replicas_in_sync)
+    return strategy
+
+
+def setup_from_flags(flag_values=flags.FLAGS):
+    """Seeds everything, sets the mixed-precision policy, builds the strategy.
+
+    Returns the strategy. Call first in `main`, before any model is built.
+    """
+    import keras
+
+    keras.utils.set_random_seed(flag_values.seed)
+    policy = distribution.set_mixed_precision(flag_values.mixed_precision)
+    logging.info("Keras dtype policy: %s", policy)
+    return strategy_from_flags(flag_values)
