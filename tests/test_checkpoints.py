@@ -12,6 +12,7 @@ import logging as py_logging
 import os
 import re
 
+import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,6 +21,8 @@ from safetensors.numpy import load_file, save_file
 from bert_tf import checkpoints
 from bert_tf.config import BertConfig
 from bert_tf.models import BertClassifier, BertEncoder, BertPretrainer, BertTokenClassifier
+
+import numpy_reference  # tests/numpy_reference.py: NumPy BERT written from ORIGINAL_BERT_FACTS.md
 
 # ------------------------------------------------------------------------------------ helpers
 
@@ -167,11 +170,6 @@ def outputs_of(model, batch):
     return {k: v.numpy() for k, v in model(batch, training=False).items() if k != "encoder_outputs"}
 
 
-def log_softmax(x):
-    x = x - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
-
-
 # ------------------------------------------------------------------------------------ MiniLM
 
 HF_LAYER_PARTS = {
@@ -229,6 +227,14 @@ def minilm_batch():
     return padded_two_segment_batch(30522)
 
 
+@pytest.fixture(scope="module")
+def minilm_encoder(minilm_dir, minilm_config):
+    """MiniLM as its config says: exact (erf) GELU. Loaded once for the module."""
+    encoder = BertEncoder(minilm_config)
+    checkpoints.load_checkpoint(encoder, minilm_dir)
+    return encoder
+
+
 def test_read_config_of_hugging_face_dir(minilm_config):
     c = minilm_config
     assert (c.vocab_size, c.hidden_size, c.num_hidden_layers, c.num_attention_heads) == (30522, 384, 6, 12)
@@ -243,7 +249,6 @@ def test_find_vocab_and_casing_of_hugging_face_dir(minilm_dir):
 
 
 def test_minilm_matches_keras_hub_backbone(minilm_dir, minilm_config, minilm_batch):
-    keras_hub = pytest.importorskip("keras_hub")
     reference = keras_hub.models.BertBackbone.from_preset(minilm_dir)
     expected = reference(
         {
@@ -263,21 +268,15 @@ def test_minilm_matches_keras_hub_backbone(minilm_dir, minilm_config, minilm_bat
     np.testing.assert_allclose(got["pooled_output"], expected["pooled_output"].numpy(), atol=1e-4, rtol=0)
 
 
-def test_minilm_matches_numpy_reference_with_exact_gelu(minilm_dir, minilm_config, minilm_original, minilm_batch):
-    numpy_reference = pytest.importorskip("numpy_reference")
-    encoder = BertEncoder(minilm_config)
-    checkpoints.load_checkpoint(encoder, minilm_dir)
-    got = outputs_of(encoder, minilm_batch)
-    expected = numpy_reference.bert_forward(
-        minilm_original, minilm_config.to_dict(), minilm_batch
-    )
+def test_minilm_matches_numpy_reference_with_exact_gelu(minilm_encoder, minilm_config, minilm_original, minilm_batch):
+    got = outputs_of(minilm_encoder, minilm_batch)
+    expected = numpy_reference.bert_forward(minilm_original, minilm_config, **minilm_batch)
     np.testing.assert_allclose(got["sequence_output"], expected["sequence_output"], atol=1e-4, rtol=0)
     np.testing.assert_allclose(got["pooled_output"], expected["pooled_output"], atol=1e-4, rtol=0)
 
 
 def test_minilm_with_heads_from_tf1_checkpoint_matches_numpy_reference(tmp_path, minilm_config, minilm_original):
     """MiniLM is a bare encoder: add random MLM/NSP heads and go through a TF1 checkpoint."""
-    numpy_reference = pytest.importorskip("numpy_reference")
     heads = {
         name: value
         for name, value in random_original_weights(minilm_config, seed=3).items()
@@ -290,19 +289,19 @@ def test_minilm_with_heads_from_tf1_checkpoint_matches_numpy_reference(tmp_path,
     assert not report.missing and not report.unused
     batch = padded_two_segment_batch(30522, with_positions=True)
     got = outputs_of(model, batch)
-    expected = numpy_reference.bert_forward(weights, minilm_config.to_dict(), batch)
+    expected = numpy_reference.bert_forward(weights, minilm_config, **batch)
     np.testing.assert_allclose(got["sequence_output"], expected["sequence_output"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(got["pooled_output"], expected["pooled_output"], atol=1e-4, rtol=0)
     np.testing.assert_allclose(
-        log_softmax(got["masked_lm_logits"]), log_softmax(expected["masked_lm_logits"]), atol=1e-4, rtol=0
+        numpy_reference.log_softmax(got["masked_lm_logits"]), expected["masked_lm_log_probs"], atol=1e-4, rtol=0
     )
     np.testing.assert_allclose(
-        log_softmax(got["next_sentence_logits"]), log_softmax(expected["next_sentence_logits"]), atol=1e-4, rtol=0
+        numpy_reference.log_softmax(got["next_sentence_logits"]), expected["next_sentence_log_probs"], atol=1e-4, rtol=0
     )
 
 
-def test_exact_gelu_model_saves_with_warning_and_explicit_name(tmp_path, minilm_dir, minilm_config, minilm_batch, caplog):
-    encoder = BertEncoder(minilm_config)
-    checkpoints.load_checkpoint(encoder, minilm_dir)
+def test_exact_gelu_model_saves_with_warning_and_explicit_name(tmp_path, minilm_encoder, minilm_batch, caplog):
+    encoder = minilm_encoder
     prefix = str(tmp_path / "converted" / "bert_model.ckpt")
     with caplog.at_level(py_logging.WARNING):
         checkpoints.save_original_checkpoint(encoder, prefix)
