@@ -195,7 +195,8 @@ class BertPretrainer(_BertModel):
         super().__init__(config, **kwargs)
         c = self.config
         policy = self.dtype_policy
-        self.encoder = BertEncoder(c, name="encoder", dtype=policy)
+        with keras.name_scope(self.name):  # variable paths "<model>/encoder/..."
+            self.encoder = BertEncoder(c, name="encoder", dtype=policy)
         self.masked_lm_head = BertMaskedLMHead(
             vocab_size=c.vocab_size,
             hidden_size=c.hidden_size,
@@ -244,7 +245,8 @@ class BertClassifier(_BertModel):
         self.num_labels = num_labels
         self.classifier_dropout = classifier_dropout
         policy = self.dtype_policy
-        self.encoder = BertEncoder(self.config, name="encoder", dtype=policy)
+        with keras.name_scope(self.name):  # variable paths "<model>/encoder/..."
+            self.encoder = BertEncoder(self.config, name="encoder", dtype=policy)
         self.dropout = keras.layers.Dropout(classifier_dropout, name="dropout", dtype=policy)
         self.classifier = keras.layers.Dense(
             num_labels,
@@ -284,7 +286,8 @@ class BertTokenClassifier(_BertModel):
         self.num_labels = num_labels
         self.classifier_dropout = classifier_dropout
         policy = self.dtype_policy
-        self.encoder = BertEncoder(self.config, name="encoder", dtype=policy)
+        with keras.name_scope(self.name):  # variable paths "<model>/encoder/..."
+            self.encoder = BertEncoder(self.config, name="encoder", dtype=policy)
         self.dropout = keras.layers.Dropout(classifier_dropout, name="dropout", dtype=policy)
         self.classifier = keras.layers.Dense(
             num_labels,
