@@ -1,0 +1,904 @@
+"""Pretraining instances: the original `create_pretraining_data.py` algorithm, on all cores.
+
+`create_pretraining_data(input_files, output_files, vocab_file_or_tokenizer, ...)` turns text
+(one sentence a line, a blank line between documents) into the pretraining TFRecords of
+`bert_tf.data.pretraining_records`, exactly as the original defines them (ORIGINAL_BERT_FACTS.md,
+"Data creation"): one `random.Random(random_seed)` drives everything, in the original's call
+order, so the same input and seed give the same records.
+
+Two modes:
+
+* default: the original semantics — the whole corpus in memory, shuffled and sampled as one.
+  `num_workers` parallelises only the work that does not touch the random generator
+  (tokenizing lines, encoding `tf.train.Example` bytes), so the output is byte-identical for any
+  number of workers. Instance sampling itself is inherently sequential and runs in the main
+  process, overlapped with the encoding in the workers.
+* streaming: for corpora larger than memory. Documents are read in windows of
+  `streaming_window_documents`; each window is shuffled, paired (random-next segments come from
+  the same window) and its instances shuffled on its own, with its own generator (window 0 uses
+  `random.Random(random_seed)`, window i `random.Random(f"{random_seed}/{i}")`). Windows are
+  independent, so workers process whole windows in parallel and the output depends only on the
+  input, the seed and the window size — not on the number of workers. A corpus that fits in one
+  window gives exactly the default mode's output.
+
+Sampling works on token ids rather than token strings. Every decision of the original depends
+on a token only through its identity ([CLS]/[SEP] tests, the `##` prefix for whole-word groups,
+the lookup into the vocabulary list), so working on ids is the same algorithm, with 4-byte
+tokens instead of strings.
+"""
+
+import array
+import collections
+import dataclasses
+import glob as _glob
+import multiprocessing
+import os
+import random
+import time
+
+from absl import logging
+
+from bert_tf.data import pretraining_records
+
+CLS_TOKEN = "[CLS]"
+SEP_TOKEN = "[SEP]"
+MASK_TOKEN = "[MASK]"
+UNK_TOKEN = "[UNK]"
+REQUIRED_TOKENS = (CLS_TOKEN, SEP_TOKEN, MASK_TOKEN, UNK_TOKEN)
+
+UNICODE_ERRORS = ("strict", "replace", "ignore")
+
+_LINES_PER_CHUNK = 1000
+_INSTANCES_PER_BATCH = 512
+_LOG_EVERY_SECONDS = 10.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Random draws, bit-identical to `random.Random`'s own methods.
+#
+# `random.Random.shuffle` and `randint` are Python code around `getrandbits`; the sampler calls
+# them hundreds of times per instance, so it inlines the same arithmetic (CPython 3.10-3.12
+# `_randbelow_with_getrandbits`: k = n.bit_length(), draw k bits until the value is < n). The
+# tests check these against `random.Random` itself.
+# ---------------------------------------------------------------------------------------------
+
+def shuffle_like_random(items, getrandbits):
+    """In-place shuffle, identical to `random.Random.shuffle` of the generator of `getrandbits`.
+
+    Step i draws j uniform in [0, i] with k = (i + 1).bit_length() bits; k is constant between
+    powers of two, so the loop runs in blocks of constant k.
+    """
+    high = len(items) - 1
+    while high >= 1:
+        k = (high + 1).bit_length()
+        low = max(1, (1 << (k - 1)) - 1)  # the smallest i with the same k
+        for i in range(high, low - 1, -1):
+            j = getrandbits(k)
+            while j > i:
+                j = getrandbits(k)
+            items[i], items[j] = items[j], items[i]
+        high = low - 1
+
+
+def randbelow_like_random(n, getrandbits):
+    """`random.Random.randrange(n)` for n >= 1 (so `randint(a, b)` is `a + this(b - a + 1)`)."""
+    k = n.bit_length()
+    j = getrandbits(k)
+    while j >= n:
+        j = getrandbits(k)
+    return j
+
+
+# ---------------------------------------------------------------------------------------------
+# Vocabulary facts the sampler needs
+# ---------------------------------------------------------------------------------------------
+
+
+class VocabularyIds:
+    """Ids of the special tokens, the vocabulary list and the `##` flags, from a tokenizer."""
+
+    def __init__(self, tokenizer, source="vocab"):
+        vocab = tokenizer.vocab
+        missing = [token for token in REQUIRED_TOKENS if token not in vocab]
+        if missing:
+            raise ValueError(
+                f"{source} lacks the special token(s) {', '.join(missing)}; a BERT vocabulary "
+                f"needs {', '.join(REQUIRED_TOKENS)}")
+        self.cls_id = vocab[CLS_TOKEN]
+        self.sep_id = vocab[SEP_TOKEN]
+        self.mask_id = vocab[MASK_TOKEN]
+        # The original draws random tokens from `list(tokenizer.vocab.keys())` and converts them
+        # with the vocab: with repeated lines in vocab.txt the list is shorter than the id range.
+        self.word_ids = [vocab[word] for word in vocab.keys()]
+        self.max_id = max(vocab.values())
+        is_subword = bytearray(self.max_id + 1)
+        for word, index in vocab.items():
+            if word.startswith("##"):
+                is_subword[index] = 1
+        self.is_subword = bytes(is_subword)
+
+
+# ---------------------------------------------------------------------------------------------
+# The sampler: documents -> instances (the original create_instances_from_document and
+# create_masked_lm_predictions, on ids)
+# ---------------------------------------------------------------------------------------------
+
+# An instance is a plain tuple (cheap to send to worker processes), the arguments of
+# `ExampleEncoder.encode`:
+#   (input_ids, segment_a_length, masked_lm_positions, masked_lm_ids, is_random_next)
+# input_ids: `[CLS] A [SEP] B [SEP]` after masking; masked_lm_ids: the original ids at the
+# sorted masked_lm_positions; is_random_next: B is a random segment (label 1).
+
+
+@dataclasses.dataclass
+class SamplingStats:
+    """Counts accumulated while sampling (all instances of a run or of a window)."""
+
+    documents: int = 0
+    single_sentence_documents: int = 0
+    document_passes: int = 0
+    short_target_passes: int = 0
+    instances: int = 0
+    tokens: int = 0
+    masked: int = 0
+    random_next: int = 0
+
+    def add(self, other):
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+
+class InstanceSampler:
+    """Creates instances from tokenized documents with the original algorithm.
+
+    Args:
+      vocabulary: a `VocabularyIds`.
+      rng: the `random.Random` that drives every draw.
+      max_seq_length, max_predictions_per_seq, masked_lm_prob, short_seq_prob,
+      do_whole_word_mask: the original flags.
+    """
+
+    def __init__(self, vocabulary, rng, max_seq_length, max_predictions_per_seq, masked_lm_prob,
+                 short_seq_prob, do_whole_word_mask):
+        self.vocabulary = vocabulary
+        self.rng = rng
+        self.max_seq_length = max_seq_length
+        self.max_num_tokens = max_seq_length - 3
+        self.max_predictions_per_seq = max_predictions_per_seq
+        self.masked_lm_prob = masked_lm_prob
+        self.short_seq_prob = short_seq_prob
+        self.do_whole_word_mask = do_whole_word_mask
+        self.stats = SamplingStats()
+
+    def instances_from_document(self, documents, document_index, emit):
+        """Calls `emit(instance)` for each instance of `documents[document_index]`."""
+        rng = self.rng
+        random_draw = rng.random
+        document = documents[document_index]
+        max_num_tokens = self.max_num_tokens
+        stats = self.stats
+        stats.document_passes += 1
+
+        # One target length per document (and pass); short with probability short_seq_prob.
+        target_seq_length = max_num_tokens
+        if random_draw() < self.short_seq_prob:
+            target_seq_length = rng.randint(2, max_num_tokens)
+            stats.short_target_passes += 1
+
+        current_chunk = []
+        current_length = 0
+        i = 0
+        while i < len(document):
+            segment = document[i]
+            current_chunk.append(segment)
+            current_length += len(segment)
+            if i == len(document) - 1 or current_length >= target_seq_length:
+                a_end = 1
+                if len(current_chunk) >= 2:
+                    a_end = rng.randint(1, len(current_chunk) - 1)
+                tokens_a = []
+                for sentence in current_chunk[:a_end]:
+                    tokens_a.extend(sentence)
+
+                tokens_b = []
+                if len(current_chunk) == 1 or random_draw() < 0.5:
+                    is_random_next = True
+                    target_b_length = target_seq_length - len(tokens_a)
+                    # Ten tries to find another document; the last draw is used regardless.
+                    for _ in range(10):
+                        random_document_index = rng.randint(0, len(documents) - 1)
+                        if random_document_index != document_index:
+                            break
+                    random_document = documents[random_document_index]
+                    random_start = rng.randint(0, len(random_document) - 1)
+                    for j in range(random_start, len(random_document)):
+                        tokens_b.extend(random_document[j])
+                        if len(tokens_b) >= target_b_length:
+                            break
+                    # The chunk's unused sentences start the next chunk.
+                    i -= len(current_chunk) - a_end
+                else:
+                    is_random_next = False
+                    for sentence in current_chunk[a_end:]:
+                        tokens_b.extend(sentence)
+
+                self._truncate_pair(tokens_a, tokens_b)
+                emit(self._masked_instance(tokens_a, tokens_b, is_random_next))
+                current_chunk = []
+                current_length = 0
+            i += 1
+
+    def _truncate_pair(self, tokens_a, tokens_b):
+        """Removes tokens from the longer segment (B on ties), front or back at random."""
+        max_num_tokens = self.max_num_tokens
+        random_draw = self.rng.random
+        while len(tokens_a) + len(tokens_b) > max_num_tokens:
+            longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
+            if random_draw() < 0.5:
+                del longer[0]
+            else:
+                longer.pop()
+
+    def _masked_instance(self, tokens_a, tokens_b, is_random_next):
+        vocabulary = self.vocabulary
+        cls_id = vocabulary.cls_id
+        sep_id = vocabulary.sep_id
+        rng = self.rng
+        getrandbits = rng.getrandbits
+        random_draw = rng.random
+
+        len_a = len(tokens_a)
+        len_b = len(tokens_b)
+        tokens = [cls_id]
+        tokens.extend(tokens_a)
+        tokens.append(sep_id)
+        tokens.extend(tokens_b)
+        tokens.append(sep_id)
+        num_tokens = len(tokens)
+        num_to_predict = min(self.max_predictions_per_seq,
+                             max(1, round(num_tokens * self.masked_lm_prob)))
+
+        plain_segments = (cls_id not in tokens_a and sep_id not in tokens_a
+                          and cls_id not in tokens_b and sep_id not in tokens_b)
+        if not self.do_whole_word_mask and plain_segments:
+            # Every candidate is its own group: the first num_to_predict after the shuffle win.
+            candidates = list(range(1, len_a + 1))
+            candidates.extend(range(len_a + 2, len_a + 2 + len_b))
+            shuffle_like_random(candidates, getrandbits)
+            chosen = candidates[:num_to_predict]
+        else:
+            groups = []
+            is_subword = vocabulary.is_subword
+            whole_word = self.do_whole_word_mask
+            for index, token in enumerate(tokens):
+                if token == cls_id or token == sep_id:
+                    continue
+                if whole_word and groups and is_subword[token]:
+                    groups[-1].append(index)
+                else:
+                    groups.append([index])
+            shuffle_like_random(groups, getrandbits)
+            chosen = []
+            covered = set()
+            for group in groups:
+                if len(chosen) >= num_to_predict:
+                    break
+                if len(chosen) + len(group) > num_to_predict:
+                    continue
+                if any(index in covered for index in group):
+                    continue
+                covered.update(group)
+                chosen.extend(group)
+
+        # 80% [MASK], 10% unchanged, 10% a random vocabulary entry — decided per piece.
+        output = list(tokens)
+        mask_id = vocabulary.mask_id
+        word_ids = vocabulary.word_ids
+        num_words = len(word_ids)
+        word_bits = num_words.bit_length()
+        for index in chosen:
+            if random_draw() < 0.8:
+                output[index] = mask_id
+            elif random_draw() < 0.5:
+                pass
+            else:
+                j = getrandbits(word_bits)
+                while j >= num_words:
+                    j = getrandbits(word_bits)
+                output[index] = word_ids[j]
+        positions = sorted(chosen)
+        labels = [tokens[index] for index in positions]
+
+        stats = self.stats
+        stats.instances += 1
+        stats.tokens += num_tokens
+        stats.masked += len(positions)
+        stats.random_next += is_random_next
+        return (output, len_a, positions, labels, is_random_next)
+
+
+# ---------------------------------------------------------------------------------------------
+# Input: files -> chunks of lines -> token ids -> documents
+# ---------------------------------------------------------------------------------------------
+
+
+def expand_input_files(input_files):
+    """Comma-separated globs (or a list of them) -> existing, non-empty files, in order."""
+    patterns = input_files.split(",") if isinstance(input_files, str) else list(input_files)
+    files = []
+    for pattern in patterns:
+        pattern = str(pattern).strip()
+        if not pattern:
+            continue
+        matches = sorted(_glob.glob(pattern)) if _glob.has_magic(pattern) else [pattern]
+        if not matches:
+            raise FileNotFoundError(f"input_file: no file matches {pattern!r}")
+        for path in matches:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"input_file: {path!r} does not exist or is not a file")
+            if os.path.getsize(path) == 0:
+                raise ValueError(f"input_file: {path!r} is empty")
+            files.append(path)
+    if not files:
+        raise ValueError("input_file: no input files given")
+    return files
+
+
+def iter_line_chunks(input_files, lines_per_chunk=_LINES_PER_CHUNK):
+    """Yields (path, first_line_number, [raw line bytes]) in input order.
+
+    Lines end at b"\\n" only (as the original's readline); line numbers are 1-based.
+    """
+    for path in input_files:
+        with open(path, "rb") as reader:
+            lines = []
+            first_line = 1
+            for line in reader:
+                lines.append(line)
+                if len(lines) >= lines_per_chunk:
+                    yield path, first_line, lines
+                    first_line += len(lines)
+                    lines = []
+            if lines:
+                yield path, first_line, lines
+
+
+DOCUMENT_BREAK = -1
+
+
+def tokenize_chunk(tokenizer, chunk, unicode_errors="strict"):
+    """Tokenizes one chunk of lines.
+
+    Returns (ids, lengths): `ids` an array of all token ids of the chunk, `lengths` one entry
+    per line: DOCUMENT_BREAK for a blank line (after stripping), else its number of tokens.
+    """
+    path, first_line, lines = chunk
+    ids = array.array("i")
+    lengths = array.array("i")
+    tokenize = tokenizer.tokenize
+    convert = tokenizer.convert_tokens_to_ids
+    for offset, raw in enumerate(lines):
+        try:
+            line = raw.decode("utf-8", unicode_errors)
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"{path}:{first_line + offset}: invalid UTF-8 at byte {error.start} of the line "
+                f"({raw[max(0, error.start - 10):error.start + 10]!r}); fix the file or pass "
+                f"unicode_errors='replace' (--unicode_errors=replace)") from None
+        line = line.strip()
+        if not line:
+            lengths.append(DOCUMENT_BREAK)
+            continue
+        tokens = tokenize(line)
+        try:
+            token_ids = convert(tokens)
+        except KeyError as error:
+            raise ValueError(
+                f"{path}:{first_line + offset}: the tokenizer produced {error.args[0]!r}, which "
+                f"is not in its vocabulary") from None
+        ids.extend(token_ids)
+        lengths.append(len(token_ids))
+    return ids, lengths
+
+
+class DocumentAssembler:
+    """Collects tokenized chunks into documents: a blank line ends a document.
+
+    Documents continue across chunks and files unless a blank line separates them; empty
+    documents are dropped by `documents()`. Each sentence is an `array('i')` of ids.
+    """
+
+    def __init__(self):
+        self._documents = [[]]
+        self.lines = 0
+        self.tokens = 0
+
+    def add(self, ids, lengths):
+        documents = self._documents
+        current = documents[-1]
+        offset = 0
+        for length in lengths:
+            if length == DOCUMENT_BREAK:
+                current = []
+                documents.append(current)
+            elif length:
+                current.append(ids[offset:offset + length])
+                offset += length
+        self.lines += len(lengths)
+        self.tokens += len(ids)
+
+    def documents(self):
+        return [document for document in self._documents if document]
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker processes
+# ---------------------------------------------------------------------------------------------
+
+_worker_state = {}
+
+
+def _init_worker(tokenizer, encoder, unicode_errors, sampler_options):
+    _worker_state.update(tokenizer=tokenizer, encoder=encoder, unicode_errors=unicode_errors,
+                         sampler_options=sampler_options, crc=pretraining_records.Crc32c())
+
+
+def _worker_tokenize(chunk):
+    return tokenize_chunk(_worker_state["tokenizer"], chunk, _worker_state["unicode_errors"])
+
+
+def encode_and_frame(encoder, crc, instances):
+    """Instances -> TFRecord-framed serialized Examples."""
+    encode = encoder.encode
+    return crc.frame([encode(*instance) for instance in instances])
+
+
+def _worker_encode(instances):
+    return encode_and_frame(_worker_state["encoder"], _worker_state["crc"], instances)
+
+
+def _window_seed(random_seed, window_index):
+    return random_seed if window_index == 0 else f"{random_seed}/{window_index}"
+
+
+def _worker_window(task):
+    window_index, chunks = task
+    state = _worker_state
+    options = dict(state["sampler_options"])
+    vocabulary = options["vocabulary"]
+    assembler = DocumentAssembler()
+    for chunk in chunks:
+        assembler.add(*tokenize_chunk(state["tokenizer"], chunk, state["unicode_errors"]))
+    return _sample_window(assembler, window_index, options, vocabulary, state["encoder"],
+                          state["crc"])
+
+
+def _sample_window(assembler, window_index, options, vocabulary, encoder, crc):
+    documents = assembler.documents()
+    if not documents:
+        return [], SamplingStats(), assembler.lines
+    rng = random.Random(_window_seed(options["random_seed"], window_index))
+    sampler = _make_sampler(vocabulary, rng, options)
+    rng.shuffle(documents)
+    sampler.stats.documents = len(documents)
+    sampler.stats.single_sentence_documents = sum(len(d) == 1 for d in documents)
+    instances = []
+    for _ in range(options["dupe_factor"]):
+        for document_index in range(len(documents)):
+            sampler.instances_from_document(documents, document_index, instances.append)
+    records = []
+    for start in range(0, len(instances), _INSTANCES_PER_BATCH):
+        records.extend(encode_and_frame(encoder, crc,
+                                        instances[start:start + _INSTANCES_PER_BATCH]))
+    del instances
+    rng.shuffle(records)
+    return records, sampler.stats, assembler.lines
+
+
+def _make_sampler(vocabulary, rng, options):
+    return InstanceSampler(
+        vocabulary, rng, max_seq_length=options["max_seq_length"],
+        max_predictions_per_seq=options["max_predictions_per_seq"],
+        masked_lm_prob=options["masked_lm_prob"], short_seq_prob=options["short_seq_prob"],
+        do_whole_word_mask=options["do_whole_word_mask"])
+
+
+class _Pool:
+    """A process pool (spawn: safe even when TensorFlow is already imported) with ordered,
+    bounded-in-flight mapping."""
+
+    def __init__(self, num_workers, initargs):
+        context = multiprocessing.get_context("spawn")
+        self._pool = context.Pool(num_workers, initializer=_init_worker, initargs=initargs)
+        self.num_workers = num_workers
+
+    def imap_ordered(self, func, tasks, max_in_flight=None):
+        """Like Pool.imap, but never more than `max_in_flight` tasks queued or unread."""
+        max_in_flight = max_in_flight or 2 * self.num_workers + 1
+        pending = collections.deque()
+        for task in tasks:
+            pending.append(self._pool.apply_async(func, (task,)))
+            if len(pending) >= max_in_flight:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+    def submit(self, func, task):
+        return self._pool.apply_async(func, (task,))
+
+    def close(self):
+        self._pool.close()
+        self._pool.join()
+
+    def terminate(self):
+        self._pool.terminate()
+        self._pool.join()
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress
+# ---------------------------------------------------------------------------------------------
+
+
+class _Progress:
+    def __init__(self, what, total=None, unit="items"):
+        self.what = what
+        self.total = total
+        self.unit = unit
+        self.start = time.monotonic()
+        self._last = self.start
+
+    def update(self, done, extra="", instances=None):
+        """Logs (at most every few seconds) progress, rate, ETA and optionally instances/s."""
+        now = time.monotonic()
+        if now - self._last < _LOG_EVERY_SECONDS:
+            return
+        self._last = now
+        elapsed = now - self.start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        message = f"{self.what}: {done:,} {self.unit}"
+        if self.total:
+            message += f" of {self.total:,} ({100.0 * done / self.total:.1f}%)"
+        message += f", {rate:,.0f} {self.unit}/s"
+        if instances is not None:
+            message += f", {instances:,} instances ({instances / elapsed:,.0f} instances/s)"
+        if self.total and rate > 0:
+            message += f", ETA {_format_seconds((self.total - done) / rate)}"
+        if extra:
+            message += f", {extra}"
+        logging.info("%s", message)
+
+
+def _format_seconds(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The library entry point
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class PretrainingDataSummary:
+    """What `create_pretraining_data` wrote."""
+
+    input_files: list
+    documents: int
+    instances: int
+    tokens: int
+    masked: int
+    random_next: int
+    short_target_fraction: float
+    single_sentence_documents: int
+    output_files: dict  # path -> size in bytes
+    records_per_file: dict
+    seconds: float
+    streaming: bool
+    windows: int = 1
+
+    @property
+    def masked_fraction(self):
+        return self.masked / self.tokens if self.tokens else 0.0
+
+    @property
+    def random_next_fraction(self):
+        return self.random_next / self.instances if self.instances else 0.0
+
+    @property
+    def instances_per_second(self):
+        return self.instances / self.seconds if self.seconds else 0.0
+
+    def __str__(self):
+        lines = [
+            f"documents: {self.documents:,} ({self.single_sentence_documents:,} with a single "
+            f"sentence)" + (f" in {self.windows:,} windows" if self.streaming else ""),
+            f"instances: {self.instances:,} in {self.seconds:.1f} s "
+            f"({self.instances_per_second:,.0f} instances/s)",
+            f"tokens: {self.tokens:,} ({self.tokens / max(1, self.instances):.1f} per instance)",
+            f"masked fraction: {self.masked_fraction:.4f}",
+            f"random-next fraction: {self.random_next_fraction:.4f}",
+            f"short-target fraction: {self.short_target_fraction:.4f}",
+        ]
+        for path, size in self.output_files.items():
+            lines.append(f"wrote {path}: {self.records_per_file[path]:,} records, {size:,} bytes")
+        return "\n".join(lines)
+
+
+def _check_arguments(max_seq_length, max_predictions_per_seq, masked_lm_prob, short_seq_prob,
+                     dupe_factor, num_workers, unicode_errors, streaming_window_documents):
+    if max_seq_length < 5:
+        raise ValueError(
+            f"max_seq_length={max_seq_length} is too small: [CLS] A [SEP] B [SEP] needs at least "
+            f"5 positions (2 tokens of text)")
+    if max_predictions_per_seq < 1:
+        raise ValueError(f"max_predictions_per_seq={max_predictions_per_seq}: must be >= 1")
+    if not 0.0 < masked_lm_prob <= 1.0:
+        raise ValueError(f"masked_lm_prob={masked_lm_prob}: must be in (0, 1]")
+    if not 0.0 <= short_seq_prob <= 1.0:
+        raise ValueError(f"short_seq_prob={short_seq_prob}: must be in [0, 1]")
+    if dupe_factor < 1:
+        raise ValueError(f"dupe_factor={dupe_factor}: must be >= 1")
+    if num_workers < 1:
+        raise ValueError(f"num_workers={num_workers}: must be >= 1")
+    if unicode_errors not in UNICODE_ERRORS:
+        raise ValueError(f"unicode_errors={unicode_errors!r}: expected one of {UNICODE_ERRORS}")
+    if streaming_window_documents < 2:
+        raise ValueError(
+            f"streaming_window_documents={streaming_window_documents}: must be >= 2")
+
+
+def _make_tokenizer(vocab_file_or_tokenizer, do_lower_case):
+    if isinstance(vocab_file_or_tokenizer, (str, os.PathLike)):
+        from bert_tf.tokenization import FullTokenizer  # pylint: disable=import-outside-toplevel
+
+        vocab_file = os.fspath(vocab_file_or_tokenizer)
+        if not os.path.isfile(vocab_file) and "://" not in vocab_file:
+            raise FileNotFoundError(f"vocab_file: {vocab_file!r} does not exist")
+        return FullTokenizer(vocab_file, do_lower_case=do_lower_case), f"vocab_file {vocab_file!r}"
+    return vocab_file_or_tokenizer, "the tokenizer's vocab"
+
+
+def create_pretraining_data(input_files, output_files, vocab_file_or_tokenizer,
+                            do_lower_case=True, do_whole_word_mask=False, max_seq_length=128,
+                            max_predictions_per_seq=20, random_seed=12345, dupe_factor=10,
+                            masked_lm_prob=0.15, short_seq_prob=0.1, num_workers=1,
+                            streaming=False, streaming_window_documents=10000, gzip=False,
+                            unicode_errors="strict"):
+    """Creates pretraining TFRecords from text files (the original create_pretraining_data).
+
+    Args:
+      input_files: comma-separated globs or a list of paths/globs; one sentence per line, a
+        blank line between documents.
+      output_files: comma-separated paths or a list; records go round-robin across them.
+      vocab_file_or_tokenizer: a vocab.txt path (a `FullTokenizer` is built with
+        `do_lower_case`) or a tokenizer object with `tokenize`, `convert_tokens_to_ids` and
+        `vocab` (picklable when num_workers > 1).
+      do_lower_case, do_whole_word_mask, max_seq_length, max_predictions_per_seq, random_seed,
+      dupe_factor, masked_lm_prob, short_seq_prob: the original flags and defaults.
+      num_workers: processes. Default mode: the output is identical for any value.
+      streaming: bounded-memory mode (see the module docstring for how it differs).
+      streaming_window_documents: documents per streaming window.
+      gzip: write GZIP-compressed TFRecords.
+      unicode_errors: "strict" (default: invalid UTF-8 is an error naming file and line),
+        "replace" (U+FFFD, which the tokenizer then drops) or "ignore".
+
+    Returns:
+      A `PretrainingDataSummary`. No output file exists unless the whole run succeeded.
+    """
+    start = time.monotonic()
+    _check_arguments(max_seq_length, max_predictions_per_seq, masked_lm_prob, short_seq_prob,
+                     dupe_factor, num_workers, unicode_errors, streaming_window_documents)
+    input_paths = expand_input_files(input_files)
+    if isinstance(output_files, str):
+        output_files = [path.strip() for path in output_files.split(",") if path.strip()]
+    tokenizer, vocab_source = _make_tokenizer(vocab_file_or_tokenizer, do_lower_case)
+    vocabulary = VocabularyIds(tokenizer, vocab_source)
+    encoder = pretraining_records.ExampleEncoder(max_seq_length, max_predictions_per_seq,
+                                                 vocabulary.max_id)
+    options = dict(vocabulary=vocabulary, random_seed=random_seed, dupe_factor=dupe_factor,
+                   max_seq_length=max_seq_length, max_predictions_per_seq=max_predictions_per_seq,
+                   masked_lm_prob=masked_lm_prob, short_seq_prob=short_seq_prob,
+                   do_whole_word_mask=do_whole_word_mask)
+    logging.info("Creating pretraining data from %d file(s) (%s bytes) with %d worker(s)%s",
+                 len(input_paths), f"{sum(os.path.getsize(p) for p in input_paths):,}",
+                 num_workers, ", streaming" if streaming else "")
+
+    pool = None
+    if num_workers > 1:
+        pool = _Pool(num_workers, (tokenizer, encoder, unicode_errors, options))
+    try:
+        writer = pretraining_records.RecordFileWriter(output_files, gzip=gzip)
+        with writer:
+            if streaming:
+                stats, windows = _run_streaming(input_paths, tokenizer, encoder, unicode_errors,
+                                                options, streaming_window_documents, pool, writer)
+            else:
+                stats = _run_in_memory(input_paths, tokenizer, encoder, unicode_errors, options,
+                                       pool, writer)
+                windows = 1
+            if stats.documents == 0:
+                raise ValueError(
+                    f"no usable documents in {', '.join(input_paths)}: every line is blank or "
+                    f"tokenizes to nothing")
+            if stats.documents < 2:
+                raise ValueError(
+                    f"only one document in {', '.join(input_paths)}: next-sentence pairs need "
+                    f"at least two documents separated by a blank line")
+            sizes = writer.close()
+        if pool is not None:
+            pool.close()
+            pool = None
+    finally:
+        if pool is not None:
+            pool.terminate()
+
+    summary = PretrainingDataSummary(
+        input_files=input_paths, documents=stats.documents, instances=stats.instances,
+        tokens=stats.tokens, masked=stats.masked, random_next=stats.random_next,
+        short_target_fraction=(stats.short_target_passes / stats.document_passes
+                               if stats.document_passes else 0.0),
+        single_sentence_documents=stats.single_sentence_documents, output_files=sizes,
+        records_per_file=dict(zip(writer.output_files, writer.num_records)),
+        seconds=time.monotonic() - start, streaming=streaming, windows=windows)
+    for line in str(summary).split("\n"):
+        logging.info("%s", line)
+    return summary
+
+
+def _chunk_bytes(chunk):
+    return sum(map(len, chunk[2]))
+
+
+class _ByteCounter:
+    """Passes chunks through and remembers their sizes, to report progress in input bytes."""
+
+    def __init__(self, chunks):
+        self._chunks = chunks
+        self._sizes = collections.deque()
+        self.done = 0
+
+    def __iter__(self):
+        for chunk in self._chunks:
+            self._sizes.append(sum(_chunk_bytes(c) for c in chunk)
+                               if isinstance(chunk, list) else _chunk_bytes(chunk))
+            yield chunk
+
+    def finished_one(self):
+        self.done += self._sizes.popleft()
+        return self.done
+
+
+def _read_documents(input_paths, tokenizer, unicode_errors, pool):
+    total_bytes = sum(os.path.getsize(p) for p in input_paths)
+    progress = _Progress("Tokenizing", total=total_bytes, unit="bytes")
+    assembler = DocumentAssembler()
+    chunks = _ByteCounter(iter_line_chunks(input_paths))
+    if pool is None:
+        results = (tokenize_chunk(tokenizer, chunk, unicode_errors) for chunk in chunks)
+    else:
+        results = pool.imap_ordered(_worker_tokenize, chunks)
+    for ids, lengths in results:
+        assembler.add(ids, lengths)
+        progress.update(chunks.finished_one(),
+                        f"{assembler.lines:,} lines, {assembler.tokens:,} tokens")
+    documents = assembler.documents()
+    logging.info("Read %s lines, %s tokens, %s documents", f"{assembler.lines:,}",
+                 f"{assembler.tokens:,}", f"{len(documents):,}")
+    return documents
+
+
+def _run_in_memory(input_paths, tokenizer, encoder, unicode_errors, options, pool, writer):
+    documents = _read_documents(input_paths, tokenizer, unicode_errors, pool)
+    rng = random.Random(options["random_seed"])
+    sampler = _make_sampler(options["vocabulary"], rng, options)
+    stats = sampler.stats
+    stats.documents = len(documents)
+    stats.single_sentence_documents = sum(len(d) == 1 for d in documents)
+    if len(documents) < 2:
+        return stats
+    rng.shuffle(documents)
+
+    total = options["dupe_factor"] * len(documents)
+    progress = _Progress("Sampling", total=total, unit="documents")
+    records = []
+    crc = pretraining_records.Crc32c()
+    pending = collections.deque()
+    batch = []
+    max_in_flight = 4 * pool.num_workers if pool is not None else 0
+
+    def flush():
+        nonlocal batch
+        if pool is None:
+            records.extend(encode_and_frame(encoder, crc, batch))
+        else:
+            pending.append(pool.submit(_worker_encode, batch))
+            while len(pending) > max_in_flight:
+                records.extend(pending.popleft().get())
+        batch = []
+
+    done = 0
+    for _ in range(options["dupe_factor"]):
+        for document_index in range(len(documents)):
+            sampler.instances_from_document(documents, document_index, batch.append)
+            if len(batch) >= _INSTANCES_PER_BATCH:
+                flush()
+            done += 1
+            progress.update(done, instances=stats.instances)
+    flush()
+    while pending:
+        records.extend(pending.popleft().get())
+    del documents
+
+    rng.shuffle(records)
+    write_progress = _Progress("Writing", total=len(records), unit="records")
+    for count, record in enumerate(records, 1):
+        writer.write_framed(record)
+        if count % 4096 == 0:
+            write_progress.update(count)
+    return stats
+
+
+def _iter_windows(input_paths, window_documents):
+    """Groups the input's lines into windows of about `window_documents` documents.
+
+    A window ends after its `window_documents`-th blank line (a document boundary in any
+    reading), so a document never spans two windows.
+    """
+    window = []
+    chunk_lines = []
+    chunk_path = None
+    chunk_first = 1
+    breaks = 0
+    for path in input_paths:
+        with open(path, "rb") as reader:
+            for line_number, line in enumerate(reader, 1):
+                if path != chunk_path or len(chunk_lines) >= _LINES_PER_CHUNK:
+                    if chunk_lines:
+                        window.append((chunk_path, chunk_first, chunk_lines))
+                    chunk_path, chunk_first, chunk_lines = path, line_number, []
+                chunk_lines.append(line)
+                if not line.strip():
+                    breaks += 1
+                    if breaks >= window_documents:
+                        window.append((chunk_path, chunk_first, chunk_lines))
+                        yield window
+                        window, chunk_lines, breaks = [], [], 0
+                        chunk_first = line_number + 1
+    if chunk_lines:
+        window.append((chunk_path, chunk_first, chunk_lines))
+    if window:
+        yield window
+
+
+def _run_streaming(input_paths, tokenizer, encoder, unicode_errors, options, window_documents,
+                   pool, writer):
+    stats = SamplingStats()
+    crc = pretraining_records.Crc32c()
+    windows_in = _ByteCounter(_iter_windows(input_paths, window_documents))
+    tasks = enumerate(windows_in)
+    if pool is None:
+        def run_local(task):
+            window_index, chunks = task
+            assembler = DocumentAssembler()
+            for chunk in chunks:
+                assembler.add(*tokenize_chunk(tokenizer, chunk, unicode_errors))
+            return _sample_window(assembler, window_index, options, options["vocabulary"],
+                                  encoder, crc)
+        results = map(run_local, tasks)
+    else:
+        results = pool.imap_ordered(_worker_window, tasks, max_in_flight=pool.num_workers + 1)
+    progress = _Progress("Streaming", total=sum(os.path.getsize(p) for p in input_paths),
+                         unit="bytes")
+    lines = 0
+    windows = 0
+    for records, window_stats, window_lines in results:
+        for record in records:
+            writer.write_framed(record)
+        stats.add(window_stats)
+        lines += window_lines
+        windows += 1
+        progress.update(windows_in.finished_one(),
+                        f"{windows:,} windows, {stats.documents:,} documents",
+                        instances=stats.instances)
+    return stats, windows

@@ -1,0 +1,499 @@
+"""Pretraining TFRecords: the feature schema, a fast `tf.train.Example` encoder, and the reader.
+
+The schema is the original `create_pretraining_data.py` one (DESIGN.md): int64 `input_ids`,
+`input_mask`, `segment_ids` [max_seq_length]; int64 `masked_lm_positions`, `masked_lm_ids` and
+float `masked_lm_weights` [max_predictions_per_seq]; int64 `next_sentence_labels` [1]
+(0 = the real next segment, 1 = a random one). Files written by the original script are read
+unchanged, and files written here parse with the original feature spec.
+
+TensorFlow is imported inside the functions that need it, not at module level: the encoder runs
+in the data-creation worker processes, which only need pure Python and must start fast.
+"""
+
+import glob as _glob
+import os
+import struct
+import zlib
+
+FEATURE_NAMES = (
+    "input_ids",
+    "input_mask",
+    "segment_ids",
+    "masked_lm_positions",
+    "masked_lm_ids",
+    "masked_lm_weights",
+    "next_sentence_labels",
+)
+_SEQUENCE_FEATURES = ("input_ids", "input_mask", "segment_ids")
+_PREDICTION_FEATURES = ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
+
+
+def feature_spec(max_seq_length, max_predictions_per_seq):
+    """The `tf.io.parse_example` spec of a pretraining record (the original's, exactly)."""
+    import tensorflow as tf
+
+    return {
+        "input_ids": tf.io.FixedLenFeature([max_seq_length], tf.int64),
+        "input_mask": tf.io.FixedLenFeature([max_seq_length], tf.int64),
+        "segment_ids": tf.io.FixedLenFeature([max_seq_length], tf.int64),
+        "masked_lm_positions": tf.io.FixedLenFeature([max_predictions_per_seq], tf.int64),
+        "masked_lm_ids": tf.io.FixedLenFeature([max_predictions_per_seq], tf.int64),
+        "masked_lm_weights": tf.io.FixedLenFeature([max_predictions_per_seq], tf.float32),
+        "next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoder: tf.train.Example bytes written directly (protobuf wire format).
+#
+# Building a tf.train.Example message per instance costs more than creating the instance, so the
+# bytes are assembled from precomputed varints. The result equals
+# `tf.train.Example(...).SerializeToString(deterministic=True)` (map keys in sorted order), which
+# the tests check; the original's map order was whatever its protobuf runtime produced, so only
+# the parsed features, not the raw bytes, can match files made by the original script.
+# ---------------------------------------------------------------------------------------------
+
+
+def _varint(value):
+    out = bytearray()
+    while True:
+        bits = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(bits | 0x80)
+        else:
+            out.append(bits)
+            return bytes(out)
+
+
+def _length_delimited(field_number, payload):
+    return _varint((field_number << 3) | 2) + _varint(len(payload)) + payload
+
+
+# Sorted key order = protobuf's deterministic map serialization.
+_SORTED_NAMES = tuple(sorted(FEATURE_NAMES))
+_KEY_PREFIX = {name: _length_delimited(1, name.encode()) for name in FEATURE_NAMES}
+_FLOAT_ONE = struct.pack("<f", 1.0)
+_FLOAT_ZERO = struct.pack("<f", 0.0)
+
+
+class ExampleEncoder:
+    """Encodes pretraining instances as serialized `tf.train.Example` bytes.
+
+    Args:
+      max_seq_length: length the sequence features are padded to.
+      max_predictions_per_seq: length the masked-LM features are padded to.
+      max_id: the largest token id that will be encoded (ids are non-negative).
+    """
+
+    def __init__(self, max_seq_length, max_predictions_per_seq, max_id):
+        self.max_seq_length = max_seq_length
+        self.max_predictions_per_seq = max_predictions_per_seq
+        self._varints = [_varint(i) for i in range(max(max_id, max_seq_length) + 1)]
+        self._headers = {name: {} for name in FEATURE_NAMES}
+
+    def _header(self, name, payload_length):
+        """Everything of a map entry before its packed values; depends only on their length."""
+        headers = self._headers[name]
+        header = headers.get(payload_length)
+        if header is None:
+            placeholder = b"\x00" * payload_length
+            # Feature{int64_list(3) | float_list(2): {value(1), packed}}
+            kind = 2 if name == "masked_lm_weights" else 3
+            feature = _length_delimited(kind, _length_delimited(1, placeholder))
+            entry = _length_delimited(1, _KEY_PREFIX[name] + _length_delimited(2, feature))
+            header = headers[payload_length] = entry[:-payload_length]
+        return header
+
+    def encode(self, input_ids, segment_a_length, masked_lm_positions, masked_lm_ids,
+               is_random_next):
+        """Serialized Example for one instance.
+
+        Args:
+          input_ids: ids of `[CLS] A [SEP] B [SEP]` after masking, unpadded.
+          segment_a_length: number of tokens of segment A (without specials); segment ids are 0
+            for `[CLS] A [SEP]` and 1 for `B [SEP]`, as the original builds them.
+          masked_lm_positions: sorted positions of the predicted pieces.
+          masked_lm_ids: the original ids at those positions.
+          is_random_next: True if B is a random segment (label 1).
+        """
+        num_tokens = len(input_ids)
+        pad = self.max_seq_length - num_tokens
+        if pad < 0:
+            raise ValueError(
+                f"instance has {num_tokens} tokens, more than max_seq_length={self.max_seq_length}")
+        num_predictions = len(masked_lm_positions)
+        prediction_pad = self.max_predictions_per_seq - num_predictions
+        if prediction_pad < 0:
+            raise ValueError(
+                f"instance has {num_predictions} predictions, more than "
+                f"max_predictions_per_seq={self.max_predictions_per_seq}")
+        varint = self._varints.__getitem__
+        header = self._header
+        zero = b"\x00"
+        num_a = segment_a_length + 2
+        ids = b"".join(map(varint, input_ids)) + zero * pad
+        positions = b"".join(map(varint, masked_lm_positions)) + zero * prediction_pad
+        labels = b"".join(map(varint, masked_lm_ids)) + zero * prediction_pad
+        mask = b"\x01" * num_tokens + zero * pad
+        segments = zero * num_a + b"\x01" * (num_tokens - num_a) + zero * pad
+        weights = _FLOAT_ONE * num_predictions + _FLOAT_ZERO * prediction_pad
+        label = b"\x01" if is_random_next else zero
+        # Sorted feature names: protobuf's deterministic map order.
+        body = b"".join((
+            header("input_ids", len(ids)), ids,
+            header("input_mask", len(mask)), mask,
+            header("masked_lm_ids", len(labels)), labels,
+            header("masked_lm_positions", len(positions)), positions,
+            header("masked_lm_weights", len(weights)), weights,
+            header("next_sentence_labels", 1), label,
+            header("segment_ids", len(segments)), segments,
+        ))
+        return b"\n" + _varint(len(body)) + body
+
+
+# ---------------------------------------------------------------------------------------------
+# TFRecord framing: uint64 length, masked CRC-32C of the length, data, masked CRC-32C of the
+# data — computed with NumPy so that neither the data-creation workers nor the main process
+# need TensorFlow.
+#
+# CRC-32C is linear over GF(2): with the register starting at 0, the CRC of a message is the XOR
+# of each byte's contribution, and the contribution of byte value v followed by d more bytes is
+# a table entry C[d, v]. The standard CRC adds a part that depends only on the length (the
+# 0xFFFFFFFF initial register pushed through the message). A whole batch of records is then one
+# gather and one `bitwise_xor.reduceat`.
+# ---------------------------------------------------------------------------------------------
+
+
+class Crc32c:
+    """Batch CRC-32C (Castagnoli) and the TFRecord framing that uses it."""
+
+    _POLYNOMIAL = 0x82F63B78  # reflected
+
+    def __init__(self):
+        import numpy as np
+
+        self._np = np
+        table = np.arange(256, dtype=np.uint32)
+        for _ in range(8):
+            table = np.where(table & 1, (table >> 1) ^ np.uint32(self._POLYNOMIAL), table >> 1)
+        self._table = table.astype(np.uint32)
+        self._contribution = table[None, :].copy()  # [distance to the end, byte value]
+        self._init_part = np.array([0xFFFFFFFF], dtype=np.uint32)  # [message length]
+
+    def _zero_byte(self, register):
+        return self._table[register & 0xFF] ^ (register >> 8)
+
+    def _grow(self, length):
+        np = self._np
+        size = len(self._contribution)
+        if size >= length + 1:
+            return
+        new_size = max(length + 1, 2 * size)
+        rows = [self._contribution]
+        last = self._contribution[-1]
+        for _ in range(new_size - size):
+            last = self._zero_byte(last)
+            rows.append(last[None, :])
+        self._contribution = np.concatenate(rows)
+        init = list(self._init_part)
+        while len(init) < new_size + 1:
+            init.append(self._zero_byte(np.uint32(init[-1])))
+        self._init_part = np.array(init, dtype=np.uint32)
+
+    def crc(self, messages):
+        """CRC-32C of each bytes object in `messages` (a list), as a uint32 array."""
+        np = self._np
+        lengths = np.fromiter(map(len, messages), dtype=np.int64, count=len(messages))
+        if not len(messages):
+            return np.zeros(0, np.uint32)
+        self._grow(int(lengths.max()))
+        data = np.frombuffer(b"".join(messages), dtype=np.uint8)
+        ends = np.cumsum(lengths)
+        starts = ends - lengths
+        distance = np.repeat(ends - 1, lengths) - np.arange(len(data))
+        contributions = self._contribution[distance, data]
+        nonempty = lengths > 0
+        linear = np.zeros(len(messages), np.uint32)
+        if nonempty.any():
+            linear[nonempty] = np.bitwise_xor.reduceat(contributions, starts[nonempty])
+        return ~(linear ^ self._init_part[lengths])
+
+    @staticmethod
+    def _mask(crc):
+        crc = crc.astype("uint64")
+        return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+    def frame(self, records):
+        """TFRecord framing of each record: the bytes a TFRecord file stores for it."""
+        np = self._np
+        lengths = np.fromiter(map(len, records), dtype="<u8", count=len(records))
+        length_bytes = lengths.tobytes()
+        headers = [length_bytes[i:i + 8] for i in range(0, len(length_bytes), 8)]
+        length_crcs = self._mask(self.crc(headers)).astype("<u4").tobytes()
+        data_crcs = self._mask(self.crc(records)).astype("<u4").tobytes()
+        return [header + length_crcs[4 * i:4 * i + 4] + record + data_crcs[4 * i:4 * i + 4]
+                for i, (header, record) in enumerate(zip(headers, records))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Writer: TFRecord files, written under a temporary name and renamed when complete.
+# ---------------------------------------------------------------------------------------------
+
+
+class RecordFileWriter:
+    """Round-robin TFRecord writer over several output files; never leaves a partial file.
+
+    `write_framed` takes records already framed by `Crc32c.frame` (the data-creation workers
+    frame in parallel); `write` frames one record itself. Data goes to `<output>.tmp-<pid>`
+    files; `close()` renames them to their final names, `abort()` (or leaving a `with` block
+    through an exception) deletes them. With `gzip=True` each file is one GZIP stream, as
+    TensorFlow's `TFRecordOptions(compression_type="GZIP")` writes it.
+    """
+
+    _FLUSH_BYTES = 1 << 20
+
+    def __init__(self, output_files, gzip=False):
+        self.output_files = list(output_files)
+        if not self.output_files:
+            raise ValueError("output_file: at least one output file is required")
+        if len(set(self.output_files)) != len(self.output_files):
+            raise ValueError(f"output_file: a file is listed twice in {self.output_files}")
+        for path in self.output_files:
+            parent = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(parent):
+                raise FileNotFoundError(
+                    f"output_file {path!r}: directory {parent!r} does not exist")
+        self._temp_files = [f"{path}.tmp-{os.getpid()}" for path in self.output_files]
+        self._files = []
+        try:
+            for temp in self._temp_files:
+                self._files.append(open(temp, "wb"))
+        except Exception:
+            self.abort()
+            raise
+        self._compressors = ([zlib.compressobj(6, zlib.DEFLATED, 31) for _ in self._files]
+                             if gzip else None)
+        self._buffers = [[] for _ in self._files]
+        self._buffered = [0] * len(self._files)
+        self._next = 0
+        self._crc = None
+        self.num_records = [0] * len(self.output_files)
+
+    def write_framed(self, framed_record):
+        index = self._next
+        self._buffers[index].append(framed_record)
+        self._buffered[index] += len(framed_record)
+        if self._buffered[index] >= self._FLUSH_BYTES:
+            self._flush(index)
+        self.num_records[index] += 1
+        self._next = (index + 1) % len(self._files)
+
+    def write(self, record):
+        """Writes one serialized record (unframed bytes)."""
+        if self._crc is None:
+            self._crc = Crc32c()
+        self.write_framed(self._crc.frame([record])[0])
+
+    def _flush(self, index):
+        data = b"".join(self._buffers[index])
+        if self._compressors is not None:
+            data = self._compressors[index].compress(data)
+        self._files[index].write(data)
+        self._buffers[index] = []
+        self._buffered[index] = 0
+
+    def close(self):
+        """Finishes every file and moves it to its final name; returns {path: size in bytes}."""
+        for index, file in enumerate(self._files):
+            self._flush(index)
+            if self._compressors is not None:
+                file.write(self._compressors[index].flush())
+            file.close()
+        sizes = {}
+        for temp, path in zip(self._temp_files, self.output_files):
+            os.replace(temp, path)
+            sizes[path] = os.path.getsize(path)
+        self._files = []
+        return sizes
+
+    def abort(self):
+        for file in self._files:
+            file.close()
+        self._files = []
+        for temp in self._temp_files:
+            if os.path.exists(temp):
+                os.remove(temp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.abort()
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Reader
+# ---------------------------------------------------------------------------------------------
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _is_gzip(path):
+    with open(path, "rb") as f:
+        return f.read(2) == _GZIP_MAGIC
+
+
+def expand_file_patterns(file_pattern):
+    """Files matching a comma-separated list of globs (each sorted); errors name empty patterns."""
+    patterns = file_pattern.split(",") if isinstance(file_pattern, str) else list(file_pattern)
+    files = []
+    for pattern in patterns:
+        pattern = pattern.strip()
+        if not pattern:
+            continue
+        matches = sorted(_glob.glob(pattern))
+        if not matches:
+            raise FileNotFoundError(f"no file matches {pattern!r}")
+        files.extend(matches)
+    if not files:
+        raise FileNotFoundError(f"no input files in {file_pattern!r}")
+    return files
+
+
+def check_record_file(path, max_seq_length, max_predictions_per_seq, compression_type=""):
+    """Checks the first record of a file against the expected feature lengths.
+
+    Raises ValueError naming the file, the feature, its length in the file and the expected one,
+    so that a file made with other flags fails clearly instead of as an opaque parse error.
+    Returns False for a file without records.
+    """
+    import tensorflow as tf
+
+    dataset = tf.data.TFRecordDataset(path, compression_type=compression_type).take(1)
+    records = [r.numpy() for r in dataset]
+    if not records:
+        return False
+    example = tf.train.Example.FromString(records[0])
+    features = example.features.feature
+    expected = {name: max_seq_length for name in _SEQUENCE_FEATURES}
+    expected.update({name: max_predictions_per_seq for name in _PREDICTION_FEATURES})
+    expected["next_sentence_labels"] = 1
+    for name, want in expected.items():
+        if name not in features:
+            raise ValueError(
+                f"{path}: record has no feature {name!r}; is it a pretraining TFRecord file "
+                f"(features {', '.join(FEATURE_NAMES)})?")
+        feature = features[name]
+        kind = feature.WhichOneof("kind")
+        values = getattr(feature, kind).value if kind else []
+        if len(values) != want:
+            flag = ("max_predictions_per_seq" if name in _PREDICTION_FEATURES
+                    else "max_seq_length" if name in _SEQUENCE_FEATURES else None)
+            hint = (f"the file was made with {flag}={len(values)}, the reader expects "
+                    f"{flag}={want}" if flag else f"expected {want}")
+            raise ValueError(
+                f"{path}: feature {name!r} has length {len(values)}, expected {want}: {hint}")
+    return True
+
+
+def decode_record(record, max_seq_length, max_predictions_per_seq):
+    """Parses serialized pretraining Example(s): int64 features become int32."""
+    import tensorflow as tf
+
+    parse = tf.io.parse_example if record.shape.rank == 1 else tf.io.parse_single_example
+    example = parse(record, feature_spec(max_seq_length, max_predictions_per_seq))
+    return {name: (tf.cast(value, tf.int32) if value.dtype == tf.int64 else value)
+            for name, value in example.items()}
+
+
+def pretraining_dataset(file_pattern, batch_size, max_seq_length, max_predictions_per_seq,
+                        is_training, input_context=None, gzip="auto", shuffle_buffer_size=100,
+                        cycle_length=None, repeat=None, drop_remainder=None, seed=None,
+                        check_files=True):
+    """tf.data pipeline over pretraining TFRecords (made here or by the original script).
+
+    Args:
+      file_pattern: a glob, a comma-separated list of globs, or a list of them.
+      batch_size: the global batch size. Without `input_context` the dataset yields batches of
+        this size; with it, batches of `input_context.get_per_replica_batch_size(batch_size)`.
+      max_seq_length, max_predictions_per_seq: the lengths the files were written with; every
+        file's first record is checked against them (ValueError naming the file otherwise).
+      is_training: shuffle the files and the records, interleave files, repeat, and drop the
+        last partial batch (the original run_pretraining input_fn in training).
+      input_context: a `tf.distribute.InputContext`; files (or, with fewer files than input
+        pipelines, records) are sharded by `input_pipeline_id`.
+      gzip: True, False, or "auto" (detected per file from its first bytes).
+      shuffle_buffer_size: records shuffle buffer in training (the original's 100).
+      cycle_length: files read at once in training (default min(4, number of files)).
+      repeat: repeat forever; default `is_training`. (The original also repeated the eval
+        input; pass repeat=True for that.)
+      drop_remainder: default `is_training`.
+      seed: seed for the file and record shuffles (None: nondeterministic).
+      check_files: check each file's first record (see above).
+
+    Returns:
+      A `tf.data.Dataset` of dicts: `input_ids`, `input_mask`, `segment_ids` int32
+      [batch, max_seq_length]; `masked_lm_positions`, `masked_lm_ids` int32 and
+      `masked_lm_weights` float32 [batch, max_predictions_per_seq]; `next_sentence_labels`
+      int32 [batch, 1].
+    """
+    import tensorflow as tf
+
+    files = expand_file_patterns(file_pattern)
+    if gzip == "auto":
+        compression = ["GZIP" if _is_gzip(path) else "" for path in files]
+    else:
+        compression = ["GZIP" if gzip else ""] * len(files)
+    if check_files:
+        nonempty = [check_record_file(path, max_seq_length, max_predictions_per_seq, ctype)
+                    for path, ctype in zip(files, compression)]
+        if not any(nonempty):
+            raise ValueError(f"no records in any file matching {file_pattern!r}")
+    if repeat is None:
+        repeat = is_training
+    if drop_remainder is None:
+        drop_remainder = is_training
+
+    files_dataset = tf.data.Dataset.from_tensor_slices((files, compression))
+    shard_records = False
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        if len(files) >= input_context.num_input_pipelines:
+            files_dataset = files_dataset.shard(input_context.num_input_pipelines,
+                                                input_context.input_pipeline_id)
+        else:
+            shard_records = True
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+
+    def read_file(path, ctype):
+        return tf.data.TFRecordDataset(path, compression_type=ctype)
+
+    if shard_records:
+        # Fewer files than pipelines: every pipeline reads all files in the same order and keeps
+        # its share of the records, so the shards partition the data.
+        records = files_dataset.flat_map(read_file).shard(input_context.num_input_pipelines,
+                                                          input_context.input_pipeline_id)
+        if repeat:
+            records = records.repeat()
+    elif is_training:
+        num_files = len(files)
+        files_dataset = files_dataset.shuffle(num_files, seed=seed,
+                                              reshuffle_each_iteration=True)
+        if repeat:
+            files_dataset = files_dataset.repeat()
+        records = files_dataset.interleave(
+            read_file, cycle_length=cycle_length or min(4, num_files),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
+    else:
+        records = files_dataset.flat_map(read_file)
+        if repeat:
+            records = records.repeat()
+    if is_training and shuffle_buffer_size:
+        records = records.shuffle(shuffle_buffer_size, seed=seed)
+    batches = records.batch(batch_size, drop_remainder=drop_remainder)
+    batches = batches.map(
+        lambda serialized: decode_record(serialized, max_seq_length, max_predictions_per_seq),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    return batches.prefetch(tf.data.AUTOTUNE)
