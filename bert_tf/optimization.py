@@ -233,12 +233,20 @@ class _BertOptimizerBase(tf.Module):
                 )
             slots = [self.slots[name][index] for name in self._slot_names]
             options = self._variable_options(variable)
+            # should_apply is a per-replica value in cross-replica context: it must travel in
+            # `args` so that each device's update receives its own component.
+            extra = () if should_apply is None else (should_apply,)
 
-            def update_fn(var, grad, *slots, _options=options):
-                return self._update_variable(var, grad, lr, slots, step, _options, should_apply)
+            def update_fn(var, grad, *rest, _options=options, _num_slots=len(slots)):
+                apply = rest[_num_slots] if len(rest) > _num_slots else None
+                return self._update_variable(
+                    var, grad, lr, rest[:_num_slots], step, _options, apply
+                )
 
             updates.append(
-                distribution.extended.update(tf_var, update_fn, args=(grad, *slots), group=False)
+                distribution.extended.update(
+                    tf_var, update_fn, args=(grad, *slots, *extra), group=False
+                )
             )
         with tf.control_dependencies(tf.nest.flatten(updates)):
             distribution.extended.update(
