@@ -224,19 +224,19 @@ def test_dataset_pads_each_batch_to_its_longest(tokenizer):
     batches = list(dataset.as_numpy_iterator())
     # Lengths 3, 13, 4, 7, 22 sorted: [3, 4] -> 4; [7, 13] -> 16 (next multiple of 4); [22] -> 24.
     assert features.row_lengths[order].tolist() == [3, 4, 7, 13, 22]
-    assert [b[0]["input_ids"].shape for b in batches] == [(2, 4), (2, 16), (1, 24)]
+    assert [b["input_ids"].shape for b in batches] == [(2, 4), (2, 16), (1, 24)]
     expected = features.as_lists()
-    for row, index in zip(np.concatenate([b[0]["input_ids"][:, :3] for b in batches]), order):
+    for row, index in zip(np.concatenate([b["input_ids"][:, :3] for b in batches]), order):
         assert row.tolist() == (expected[index][0] + [0, 0, 0])[:3]
-    first_inputs = batches[0][0]
+    first_inputs = batches[0]
     i = order[0]
     n = features.row_lengths[i]
     assert first_inputs["input_mask"][0].tolist() == [1] * n + [0] * (4 - n)
-    longest = batches[2][0]  # The 20-token single text: segment ids all 0, mask 22 ones.
+    longest = batches[2]  # The 20-token single text: segment ids all 0, mask 22 ones.
     assert longest["segment_ids"].sum() == 0 and longest["input_mask"].sum() == 22
-    pair = [b for b in batches if b[0]["segment_ids"].sum() > 0][0][0]
+    pair = [b for b in batches if b["segment_ids"].sum() > 0][0]
     assert pair["segment_ids"].max() == 1
 
     train = cls_data.classification_dataset(features, 2, is_training=True, seed=3)
-    seen = [b[1].shape[0] for b in train.take(7).as_numpy_iterator()]
+    seen = [b["label_ids"].shape[0] for b in train.take(7).as_numpy_iterator()]
     assert seen == [2] * 7  # Repeats forever, full batches only.

@@ -676,10 +676,12 @@ def classification_dataset(features: ClassificationFeatures, batch_size: int, is
                            seed: Optional[int] = None, order: Optional[np.ndarray] = None,
                            pad_to_multiple_of: int = 8, drop_remainder: Optional[bool] = None,
                            input_context=None):
-    """A tf.data pipeline of `({input_ids, input_mask, segment_ids}, label_ids)` batches,
-    each padded to its own longest sequence (rounded up to `pad_to_multiple_of`).
+    """A tf.data pipeline of dict batches `input_ids`, `input_mask`, `segment_ids` int32
+    [batch, length] and `label_ids` [batch], each batch padded to its own longest sequence
+    (rounded up to `pad_to_multiple_of`), not to max_seq_length.
 
-    Training: shuffled (seeded), repeated forever, `drop_remainder=True` by default as in the
+    Training: shuffled (seeded) and repeated forever, or, with `order` (e.g.
+    `length_grouped_order`), that order repeated; `drop_remainder=True` by default as in the
     original. Evaluation/prediction: one pass in `order` (indices into the features; e.g.
     `length_sorted_order(features)` to batch similar lengths together — the caller undoes the
     permutation). `input_context` (from `distribute_datasets_from_function`) shards the data
@@ -687,8 +689,8 @@ def classification_dataset(features: ClassificationFeatures, batch_size: int, is
     """
     import tensorflow as tf
 
-    n = len(features)
-    indices = np.arange(n) if order is None else np.asarray(order)
+    indices = np.arange(len(features)) if order is None else np.asarray(order)
+    n = len(indices)
     offsets = np.concatenate([[0], np.cumsum(features.row_lengths)[:-1]]).astype(np.int64)
     token_ids = tf.constant(features.token_ids)
     starts = tf.constant(offsets[indices])
@@ -701,7 +703,9 @@ def classification_dataset(features: ClassificationFeatures, batch_size: int, is
         dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     if is_training:
-        dataset = dataset.shuffle(n, seed=seed, reshuffle_each_iteration=True).repeat()
+        if order is None:
+            dataset = dataset.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.repeat()
     if drop_remainder is None:
         drop_remainder = is_training
 
@@ -709,19 +713,20 @@ def classification_dataset(features: ClassificationFeatures, batch_size: int, is
         ids = token_ids[start:start + length]
         positions = tf.range(length)
         segment_ids = tf.cast(positions >= first_length, tf.int32)
-        return ({"input_ids": ids, "input_mask": tf.ones_like(ids), "segment_ids": segment_ids},
-                label)
+        return {"input_ids": ids, "input_mask": tf.ones_like(ids), "segment_ids": segment_ids,
+                "label_ids": label}
 
     dataset = dataset.map(one_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.padded_batch(batch_size, drop_remainder=drop_remainder)
     if pad_to_multiple_of and pad_to_multiple_of > 1:
         multiple = int(pad_to_multiple_of)
 
-        def round_up(inputs, label):
-            length = tf.shape(inputs["input_ids"])[1]
+        def round_up(batch):
+            length = tf.shape(batch["input_ids"])[1]
             extra = (multiple - length % multiple) % multiple
-            padded = {k: tf.pad(v, [[0, 0], [0, extra]]) for k, v in inputs.items()}
-            return padded, label
+            padded = {k: tf.pad(v, [[0, 0], [0, extra]]) for k, v in batch.items() if k != "label_ids"}
+            padded["label_ids"] = batch["label_ids"]
+            return padded
 
         dataset = dataset.map(round_up, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
@@ -733,3 +738,33 @@ def length_sorted_order(features: ClassificationFeatures) -> np.ndarray:
     `np.argsort(order)`."""
     return np.argsort(features.row_lengths, kind="stable")
 
+
+
+def length_grouped_order(features: ClassificationFeatures, batch_size: int, num_batches: int,
+                         seed: int, batches_per_group: int = 50) -> np.ndarray:
+    """A training order of `num_batches * batch_size` indices whose batches hold examples of
+    similar length (so per-batch padding is small) while staying random.
+
+    The stream is the original's (a fresh seeded permutation per epoch, epochs back to back,
+    batches may cross an epoch boundary); it is cut into groups of `batches_per_group` batches,
+    each group sorted by length and split into batches, and the batches of a group are
+    shuffled. Each epoch still visits every example once; only which examples share a batch
+    changes (toward similar lengths).
+    """
+    n = len(features)
+    if n == 0:
+        raise ValueError("no training examples")
+    rng = np.random.RandomState(seed)
+    group = batch_size * max(1, int(batches_per_group))
+    needed = batch_size * int(num_batches)
+    epochs = -(-needed // n)
+    stream = np.concatenate([rng.permutation(n) for _ in range(epochs)])[:needed]
+    lengths = features.row_lengths
+    pieces = []
+    for start in range(0, needed, group):
+        chunk = stream[start:start + group]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches = [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        for b in rng.permutation(len(batches)):
+            pieces.append(batches[b])
+    return np.concatenate(pieces)

@@ -1,0 +1,146 @@
+"""run_classifier end to end on a tiny random-init model and a trivially learnable task."""
+
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+from absl import flags
+
+import run_classifier
+
+FILLER = [f"w{i}" for i in range(20)]
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad"] + FILLER
+TINY_CONFIG = {"vocab_size": len(VOCAB), "hidden_size": 32, "num_hidden_layers": 2,
+               "num_attention_heads": 2, "intermediate_size": 64, "hidden_act": "gelu",
+               "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+               "max_position_embeddings": 64, "type_vocab_size": 2, "initializer_range": 0.02}
+
+
+def sentence(rng, polarity):
+    words = rng.sample(FILLER, rng.randint(2, 6))
+    words.insert(rng.randint(0, len(words)), polarity)
+    return " ".join(words)
+
+
+def write_task(directory, seed=0):
+    """Sentiment by a keyword: label "pos" iff the sentence contains "good" (else "bad")."""
+    rng = random.Random(seed)
+    os.makedirs(directory)
+    truth = {}
+    for split, n in (("train", 320), ("dev", 64), ("test", 24)):
+        rows = []
+        for _ in range(n):
+            label = rng.choice(["pos", "neg"])
+            rows.append((sentence(rng, "good" if label == "pos" else "bad"), label))
+        truth[split] = rows
+        with open(os.path.join(directory, f"{split}.tsv"), "w", encoding="utf-8") as f:
+            if split == "test":
+                f.write("id\ttext\n" + "".join(f"{i}\t{t}\n" for i, (t, _) in enumerate(rows)))
+            else:
+                f.write("text\tsentiment\n" + "".join(f"{t}\t{l}\n" for t, l in rows))
+    return truth
+
+
+@pytest.fixture()
+def model_files(tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    config = tmp_path / "bert_config.json"
+    config.write_text(json.dumps(TINY_CONFIG), encoding="utf-8")
+    return str(vocab), str(config)
+
+
+def run(argv):
+    """Parses `argv` into the global FLAGS (reset first) and runs run_classifier.main."""
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["run_classifier"] + argv)
+    try:
+        run_classifier.main([])
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+def read_results(path):
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    assert lines == sorted(lines)
+    return {k: v for k, v in (line.split(" = ") for line in lines)}
+
+
+def test_train_eval_predict_export_and_reload(tmp_path, model_files):
+    vocab, config = model_files
+    data, out, export = str(tmp_path / "data"), str(tmp_path / "out"), str(tmp_path / "export")
+    truth = write_task(data)
+    common = ["--task_name=generic", f"--data_dir={data}", f"--vocab_file={vocab}",
+              f"--bert_config_file={config}", f"--output_dir={out}", "--text_a_column=text",
+              "--label_column=sentiment", "--max_seq_length=16", "--seed=1"]
+    run(common + ["--do_train", "--do_eval", "--do_predict", "--train_batch_size=16",
+                  "--num_train_epochs=4", "--learning_rate=2e-3", "--eval_batch_size=16",
+                  "--predict_batch_size=8", f"--export_dir={export}"])
+
+    results = read_results(os.path.join(out, "eval_results.txt"))
+    assert set(results) == {"eval_accuracy", "eval_loss", "global_step", "loss"}
+    assert int(results["global_step"]) == int(320 / 16 * 4)  # num_train_steps of the original.
+    assert float(results["eval_accuracy"]) >= 0.95, results
+    assert float(results["eval_loss"]) < 0.3
+
+    with open(os.path.join(out, "test_results.tsv"), encoding="utf-8") as f:
+        probabilities = np.array([[float(x) for x in line.split("\t")] for line in f])
+    assert probabilities.shape == (24, 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    with open(os.path.join(out, "predictions.tsv"), encoding="utf-8") as f:
+        rows = [line.rstrip("\n").split("\t") for line in f]
+    assert rows[0] == ["index", "prediction"]
+    predicted = [label for _, label in rows[1:]]
+    labels = ["neg", "pos"]  # Discovered from train, sorted; column order of test_results.tsv.
+    assert predicted == [labels[i] for i in probabilities.argmax(axis=1)]
+    correct = sum(p == t for p, (_, t) in zip(predicted, truth["test"]))
+    assert correct >= 22, (correct, predicted)
+    assert os.listdir(export) == ["1"]
+    assert os.path.isfile(os.path.join(export, "1", "saved_model.pb"))
+
+    # Predict-only in the same output_dir: restores the fine-tuned checkpoint and the label
+    # list, and reuses the cached features; the probabilities are the same.
+    cache_files = sorted(os.listdir(os.path.join(out, "feature_cache")))
+    os.remove(os.path.join(out, "test_results.tsv"))
+    run(common + ["--do_predict", "--predict_batch_size=5"])
+    with open(os.path.join(out, "test_results.tsv"), encoding="utf-8") as f:
+        again = np.array([[float(x) for x in line.split("\t")] for line in f])
+    np.testing.assert_allclose(again, probabilities, atol=1e-5)
+    assert sorted(os.listdir(os.path.join(out, "feature_cache"))) == cache_files
+
+
+def test_regression_task_with_stsb_layout(tmp_path, model_files):
+    vocab, config = model_files
+    data, out = str(tmp_path / "stsb"), str(tmp_path / "out")
+    os.makedirs(data)
+    head = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore"
+    rng = random.Random(3)
+    for split, n in (("train", 64), ("dev", 16)):
+        with open(os.path.join(data, f"{split}.tsv"), "w", encoding="utf-8") as f:
+            f.write(head + "\n")
+            for i in range(n):
+                a, b = sentence(rng, "good"), sentence(rng, "bad")
+                f.write(f"{i}\tmain\tx\t2012\t{i}\tnone\tnone\t{a}\t{b}\t{rng.uniform(0, 5):.2f}\n")
+    run(["--task_name=STS-B", f"--data_dir={data}", f"--vocab_file={vocab}",
+         f"--bert_config_file={config}", f"--output_dir={out}", "--max_seq_length=24",
+         "--do_train", "--do_eval", "--train_batch_size=16", "--num_train_epochs=1"])
+    results = read_results(os.path.join(out, "eval_results.txt"))
+    assert set(results) == {"eval_corr", "eval_loss", "eval_pearson", "eval_spearmanr",
+                            "global_step", "loss"}
+    assert int(results["global_step"]) == 4
+
+
+def test_usage_errors(tmp_path, model_files):
+    vocab, config = model_files
+    with pytest.raises(Exception, match="At least one of --do_train"):
+        run(["--task_name=mrpc", f"--data_dir={tmp_path}", f"--output_dir={tmp_path}"])
+    with pytest.raises(Exception, match="--task_name=generic only"):
+        run(["--task_name=mrpc", f"--data_dir={tmp_path}", f"--output_dir={tmp_path}",
+             "--do_train", "--text_a_column=x"])
+    with pytest.raises(FileNotFoundError, match="train.tsv does not exist"):
+        run(["--task_name=mrpc", f"--data_dir={tmp_path}", f"--output_dir={tmp_path / 'o'}",
+             f"--vocab_file={vocab}", f"--bert_config_file={config}", "--do_train",
+             "--max_seq_length=16"])
