@@ -434,58 +434,95 @@ class _HuggingFaceReader:
         return name.endswith(("position_ids", "cls.predictions.decoder.weight"))
 
 
-def _escape_checkpoint_name(name):
-    # tf.train.Checkpoint escapes "." and "/" inside object names this way.
-    return name.replace(".", "..").replace("/", ".S")
-
-
 class _TF2Reader:
-    """bert_tf's object-based checkpoints (`tf.train.Checkpoint(model=..., ...)`).
+    """bert_tf's object-based checkpoints (`tf.train.Checkpoint(model=..., optimizer=...)`).
 
-    The keys are the objects' attribute paths. Walking the model's own object graph gives each
-    variable's path; the root under which the checkpoint stored the model (`model/`, or
-    `model/encoder/` when an encoder is taken from a pretrainer) is found by matching suffixes.
+    Such a checkpoint stores an object graph: each variable is one node, reachable by
+    attribute paths, and saved under the key of whichever path the saver met first (often
+    `optimizer/_trainable_variables/N`, since a Keras 3 optimizer tracks the model's
+    variables). So variables are matched through the graph, not by key: the model's own
+    object graph gives each variable's attribute paths, and the checkpoint node under which
+    the model was stored (`model`, or `model/encoder` when an encoder is taken from a
+    pretrainer) is the one from which most of those paths lead to a saved variable.
     """
 
     description = "bert_tf TF2 checkpoint"
-    _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 
     def __init__(self, location, model):
         import tensorflow as tf
+        from tensorflow.core.protobuf import trackable_object_graph_pb2
 
         self._reader = tf.train.load_checkpoint(location.path)
-        keys = [
-            k
-            for k in self._reader.get_variable_to_shape_map()
-            if k.endswith(self._SUFFIX) and ".OPTIMIZER_SLOT" not in k
-        ]
-        paths_of = self._variable_paths(model)
-        word = _encoder_of(model).embeddings.word_embeddings.embeddings
-        candidates = set()
-        for path in paths_of.get(id(word), []):
-            tail = path + self._SUFFIX
-            candidates.update(k[: -len(tail)] for k in keys if k.endswith(tail) and (k == tail or k[: -len(tail)].endswith("/")))
-        keyset = set(keys)
+        graph = trackable_object_graph_pb2.TrackableObjectGraph()
+        graph.ParseFromString(self._reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+        self._children = [{c.local_name: c.node_id for c in node.children} for node in graph.nodes]
+        self._value_key = {
+            i: a.checkpoint_key
+            for i, node in enumerate(graph.nodes)
+            for a in node.attributes
+            if a.name == "VARIABLE_VALUE"
+        }
+        self._name_of, parent_top = self._breadth_first_names()
 
-        def matches(prefix):
+        paths_of = self._variable_paths(model)
+        self._paths_of = paths_of
+
+        def matches(root):
             return sum(
-                any(prefix + p + self._SUFFIX in keyset for p in paths) for paths in paths_of.values()
+                any(self._follow(root, path) in self._value_key for path in paths)
+                for paths in paths_of.values()
             )
 
-        self._prefix = max(sorted(candidates), key=matches) if candidates else None
-        self._paths_of = paths_of
-        self._keys = keyset
-        root = (self._prefix or "").split("/", 1)[0]
-        self.names = sorted(k for k in keys if not root or k.startswith(root + "/"))
+        scores = {root: matches(root) for root in self._name_of if root not in self._value_key}
+        best = max(scores.values(), default=0)
+        self._root = min((r for r, n in scores.items() if n == best), key=self._bfs_rank) if best else None
+        # Variables are named by their path under the top-level object holding the model
+        # (e.g. `model/masked_lm_head/output_bias`), whatever key the saver gave them; unused
+        # ones are reported within that object only (not the optimizer's own variables).
+        top = parent_top.get(self._root)
+        self._display_name = {}
+        if top is not None:
+            queue = [(top, self._name_of[top])]
+            seen = {top}
+            for node, name in queue:
+                if node in self._value_key:
+                    self._display_name[node] = name
+                for local_name, child in self._children[node].items():
+                    if child not in seen:
+                        seen.add(child)
+                        queue.append((child, f"{name}/{local_name}"))
+        self.names = sorted(self._display_name.values())
+
+    def _breadth_first_names(self):
+        """node id -> first path from the root; node id -> its top-level ancestor."""
+        names, top, order = {0: ""}, {0: None}, [0]
+        for node in order:
+            for local_name, child in self._children[node].items():
+                if child not in names:
+                    names[child] = f"{names[node]}/{local_name}" if names[node] else local_name
+                    top[child] = child if node == 0 else top[node]
+                    order.append(child)
+        self._rank = {node: i for i, node in enumerate(order)}
+        return names, top
+
+    def _bfs_rank(self, node):
+        return self._rank[node]
+
+    def _follow(self, node, path):
+        for local_name in path:
+            node = self._children[node].get(local_name)
+            if node is None:
+                return None
+        return node
 
     @staticmethod
     def _variable_paths(model):
-        """id(variable) -> every object path (breadth first, like the saver) that reaches it."""
+        """id(variable) -> every attribute path (tuple of names) from the model reaching it."""
         import tensorflow as tf
 
         paths = {}
         seen = {id(model)}
-        queue = [(model, "")]
+        queue = [(model, ())]
         while queue:
             obj, path = queue.pop(0)
             try:
@@ -493,31 +530,30 @@ class _TF2Reader:
             except Exception:
                 continue
             for name, child in children.items():
-                child_path = f"{path}/{_escape_checkpoint_name(name)}" if path else _escape_checkpoint_name(name)
+                child_path = path + (name,)
                 if isinstance(child, tf.Variable) or hasattr(child, "assign") and hasattr(child, "shape"):
                     paths.setdefault(id(child), []).append(child_path)
-                    inner = getattr(child, "value", None)
-                    if inner is not None and not callable(inner):
-                        paths.setdefault(id(inner), []).append(child_path)
+                    continue
                 if id(child) not in seen:
                     seen.add(id(child))
                     queue.append((child, child_path))
         return paths
 
     def find(self, bound: _Bound):
-        if self._prefix is None:
+        if self._root is None:
             return None
         for path in self._paths_of.get(id(bound.variable), []):
-            key = self._prefix + path + self._SUFFIX
-            if key in self._keys:
-                value = self._reader.get_tensor(key)
-                return key, (value.T if bound.mapping.model_transposed else value)
+            node = self._follow(self._root, path)
+            if node in self._value_key:
+                value = self._reader.get_tensor(self._value_key[node])
+                name = self._display_name.get(node, self._name_of[node])
+                return name, (value.T if bound.mapping.model_transposed else value)
         return None
 
     @staticmethod
     def ignored(name):
-        # Dropout RNG states and the like are not weights.
-        return "seed_generator" in name or "save_counter" in name
+        # Dropout RNG states are not weights.
+        return "seed_generator" in name
 
 
 # =============================================================================================

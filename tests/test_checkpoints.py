@@ -12,6 +12,7 @@ import logging as py_logging
 import os
 import re
 
+import keras
 import keras_hub
 import numpy as np
 import pytest
@@ -357,6 +358,25 @@ def test_tf1_checkpoint_loads_every_variable_of_pretrainer(tmp_path):
         np.testing.assert_array_equal(model_value(model, name), value, err_msg=name)
 
 
+def test_load_and_save_under_mixed_bfloat16_keep_float32_values(tmp_path):
+    c = tiny_config()
+    weights = random_original_weights(c, seed=13, num_labels=2)
+    prefix = write_tf1_checkpoint(str(tmp_path / "in" / "bert_model.ckpt"), weights)
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = BertClassifier(c, num_labels=2)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    checkpoints.load_checkpoint(model, prefix)
+    for name in ("bert/encoder/layer_0/intermediate/dense/kernel", "output_weights"):
+        np.testing.assert_array_equal(model_value(model, name), weights[name])
+    out = checkpoints.save_original_checkpoint(model, str(tmp_path / "out" / "bert_model.ckpt"))
+    reader = tf.train.load_checkpoint(out)
+    for name in ("bert/encoder/layer_0/intermediate/dense/kernel", "output_weights"):
+        assert reader.get_tensor(name).dtype == np.float32
+        np.testing.assert_array_equal(reader.get_tensor(name), weights[name])
+
+
 def test_pretraining_checkpoint_into_new_classifier_reports_new_head(tmp_path, caplog):
     c = tiny_config()
     prefix = write_tf1_checkpoint(str(tmp_path / "bert_model.ckpt"), random_original_weights(c, seed=4))
@@ -517,13 +537,29 @@ def test_hugging_face_sharded_safetensors(tmp_path):
 
 
 def test_tf2_checkpoint_restores_pretrainer_and_encoder_of_classifier(tmp_path):
+    """A training checkpoint: model + Keras optimizer after one step + a step counter.
+
+    The optimizer tracks the model's variables too, so the saver may key them under
+    `optimizer/...`; the loader must still find them through the object graph.
+    """
     c = tiny_config()
     trained = BertPretrainer(c)
     checkpoints.load_checkpoint(
         trained, write_tf1_checkpoint(str(tmp_path / "src" / "bert_model.ckpt"), random_original_weights(c, seed=10))
     )
+    optimizer = keras.optimizers.Adam(learning_rate=0.01)
+    batch = padded_two_segment_batch(c.vocab_size, with_positions=True)
+    with tf.GradientTape() as tape:
+        out = trained(batch, training=True)
+        loss = tf.reduce_mean(out["masked_lm_logits"] ** 2) + tf.reduce_mean(out["next_sentence_logits"] ** 2)
+    optimizer.apply_gradients(zip(tape.gradient(loss, trained.trainable_variables), trained.trainable_variables))
     step = tf.Variable(7, dtype=tf.int64)
-    save_path = tf.train.Checkpoint(model=trained, global_step=step).save(str(tmp_path / "run" / "ckpt"))
+    # Optimizer first: the saver then keys the model's variables `optimizer/_trainable_variables/N`.
+    save_path = tf.train.Checkpoint(optimizer=optimizer, model=trained, global_step=step).save(
+        str(tmp_path / "run" / "ckpt")
+    )
+    keys = [name for name, _ in tf.train.list_variables(save_path)]
+    assert not any(k.startswith("model/encoder/embeddings/word_embeddings") for k in keys)
     c.to_json_file(str(tmp_path / "run" / "bert_config.json"))
 
     assert checkpoints.checkpoint_format(str(tmp_path / "run")) == "bert_tf_tf2"
@@ -538,9 +574,14 @@ def test_tf2_checkpoint_restores_pretrainer_and_encoder_of_classifier(tmp_path):
     classifier = BertClassifier(c, num_labels=2)
     report = checkpoints.load_checkpoint(classifier, save_path)
     assert sorted(report.missing) == ["output_bias", "output_weights"]
-    assert len(report.unused) == 7  # the pretraining heads
-    for name in ("bert/embeddings/word_embeddings", "bert/encoder/layer_1/attention/self/key/kernel"):
+    assert len(report.unused) == 7 and all(n.startswith("model/") for n in report.unused)  # the heads
+    encoder = BertEncoder(c)
+    report = checkpoints.load_checkpoint(encoder, save_path)
+    assert len(report.loaded) == len(encoder.weights) and not report.missing
+    for name in ("bert/embeddings/word_embeddings", "bert/encoder/layer_1/attention/self/key/kernel",
+                 "bert/pooler/dense/kernel"):
         np.testing.assert_array_equal(model_value(classifier, name), model_value(trained, name))
+        np.testing.assert_array_equal(model_value(encoder, name), model_value(trained, name))
 
 
 # ------------------------------------------------------------------------------------ errors
