@@ -28,7 +28,7 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 from absl import logging

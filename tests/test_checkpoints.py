@@ -345,6 +345,26 @@ def test_tf1_training_checkpoint_loads_into_classifier(tmp_path):
         np.testing.assert_array_equal(model_value(model, name), weights[name], err_msg=name)
 
 
+def test_directory_with_several_tf1_checkpoints(tmp_path):
+    c = tiny_config()
+    early, late = random_original_weights(c, seed=20), random_original_weights(c, seed=21)
+    write_tf1_checkpoint(str(tmp_path / "model.ckpt-100"), early)
+    write_tf1_checkpoint(str(tmp_path / "model.ckpt-200"), late)
+    name = "bert/encoder/layer_0/output/dense/kernel"
+    model = BertEncoder(c)
+    # No `checkpoint` file: the highest step.
+    assert checkpoints.load_checkpoint(model, str(tmp_path)).path.endswith("model.ckpt-200")
+    np.testing.assert_array_equal(model_value(model, name), late[name])
+    # A TF1 Saver's `checkpoint` file decides when present.
+    (tmp_path / "checkpoint").write_text('model_checkpoint_path: "model.ckpt-100"\n')
+    assert checkpoints.load_checkpoint(model, str(tmp_path)).path.endswith("model.ckpt-100")
+    np.testing.assert_array_equal(model_value(model, name), early[name])
+    write_tf1_checkpoint(str(tmp_path / "other" / "bert_model.ckpt"), early)
+    write_tf1_checkpoint(str(tmp_path / "other" / "best.ckpt"), late)
+    with pytest.raises(ValueError, match="several checkpoints"):
+        checkpoints.load_checkpoint(model, str(tmp_path / "other"))
+
+
 def test_tf1_checkpoint_loads_every_variable_of_pretrainer(tmp_path):
     c = tiny_config()
     weights = random_original_weights(c, seed=2)
