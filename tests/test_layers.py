@@ -19,7 +19,7 @@ from bert_tf.layers import (
     gelu_exact,
     get_activation,
 )
-from tests import numpy_reference
+import numpy_reference  # tests/numpy_reference.py (tests/ is on sys.path under pytest)
 
 H = 16
 

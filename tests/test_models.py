@@ -16,7 +16,7 @@ from bert_tf.models import (
     PretrainingMetrics,
     pretraining_loss,
 )
-from tests import numpy_reference
+import numpy_reference  # tests/numpy_reference.py (tests/ is on sys.path under pytest)
 
 
 def tiny_config(**overrides):
