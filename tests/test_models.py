@@ -14,6 +14,7 @@ from bert_tf.models import (
     BertPretrainer,
     BertTokenClassifier,
     PretrainingMetrics,
+    dummy_inputs,
     pretraining_loss,
 )
 import numpy_reference  # tests/numpy_reference.py (tests/ is on sys.path under pytest)
@@ -206,6 +207,16 @@ def test_missing_mask_and_segments_default_to_all_attended_segment_zero():
     np.testing.assert_array_equal(
         model({"input_ids": ids})["sequence_output"], model(full)["sequence_output"]
     )
+
+
+def test_dummy_inputs_trace_every_output_shape():
+    config = tiny_config()
+    outputs = BertPretrainer(config)(dummy_inputs(config, batch_size=2, seq_length=4, num_predictions=3))
+    assert outputs["sequence_output"].shape == (2, 4, 32)
+    assert outputs["embedding_output"].shape == (2, 4, 32)
+    assert outputs["pooled_output"].shape == (2, 32)
+    assert outputs["masked_lm_logits"].shape == (2, 3, 60)
+    assert outputs["next_sentence_logits"].shape == (2, 2)
 
 
 def test_classifiers_on_reference_encoder():

@@ -9,7 +9,7 @@ from keras import ops
 @keras.saving.register_keras_serializable(package="bert_tf")
 def gelu(x):
     """The original BERT GELU: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))."""
-    return 0.5 * x * (1.0 + ops.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * ops.power(x, 3))))
+    return 0.5 * x * (1.0 + ops.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
