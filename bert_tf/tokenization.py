@@ -156,25 +156,51 @@ def whitespace_tokenize(text):
 # ---------------------------------------------------------------------------------------------
 
 
+class _LazyCharTable(dict):
+    """A `str.translate` table filled on first use of each character from a predicate-based rule.
+
+    `rule(char)` returns the replacement (a string, "" to delete). Characters are classified
+    once per process, so the tables stay exactly the predicates above without scanning all of
+    Unicode up front.
+    """
+
+    def __init__(self, rule):
+        super().__init__()
+        self._rule = rule
+
+    def __missing__(self, code_point):
+        value = self._rule(chr(code_point))
+        self[code_point] = value
+        return value
+
+
+_CLEANING_TABLE = _LazyCharTable(
+    lambda c: "" if is_removed_by_cleaning(c) else (" " if is_whitespace(c) else c)
+)
+_DROP_NONSPACING_MARKS_TABLE = _LazyCharTable(lambda c: "" if unicodedata.category(c) == "Mn" else c)
+_PUNCTUATION_MEMO = _LazyCharTable(is_punctuation)
+_CJK_RE = re.compile("([" + "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in CJK_RANGES) + "])")
+
+
 class BasicTokenizer:
     """Cleaning, CJK spacing, whitespace split, optional lower-casing/accent stripping, punctuation split.
 
     Args:
       do_lower_case: lower-case and strip accents (the "uncased" models).
-      never_split: tokens kept whole when they appear as a whitespace-separated word or between
-        punctuation-free boundaries in the raw text (see `FullTokenizer`'s `special_tokens`).
+      never_split: strings kept whole (and not lower-cased) wherever they occur in the raw text;
+        see `FullTokenizer`'s `special_tokens`.
     """
 
     def __init__(self, do_lower_case=True, never_split=()):
         self.do_lower_case = do_lower_case
         self.never_split = tuple(never_split)
+        longest_first = sorted(self.never_split, key=len, reverse=True)
         self._never_split_re = (
-            re.compile("(" + "|".join(re.escape(t) for t in sorted(self.never_split, key=len, reverse=True)) + ")")
-            if self.never_split
-            else None
+            re.compile("(" + "|".join(re.escape(t) for t in longest_first) + ")") if self.never_split else None
         )
 
     def tokenize(self, text):
+        """Text (str or UTF-8 bytes) -> list of words."""
         text = convert_to_unicode(text)
         if self._never_split_re is None:
             return self._tokenize_plain(text)
@@ -187,89 +213,91 @@ class BasicTokenizer:
         return output
 
     def _tokenize_plain(self, text):
-        text = self._clean_text(text)
-        text = self._tokenize_cjk_chars(text)
-        split_tokens = []
-        for token in whitespace_tokenize(text):
-            if self.do_lower_case:
-                token = self._strip_accents(token.lower())
-            split_tokens.extend(self._split_on_punctuation(token))
-        return whitespace_tokenize(" ".join(split_tokens))
-
-    @staticmethod
-    def _clean_text(text):
-        output = []
-        for char in text:
-            if is_removed_by_cleaning(char):
-                continue
-            output.append(" " if is_whitespace(char) else char)
-        return "".join(output)
-
-    @staticmethod
-    def _tokenize_cjk_chars(text):
-        output = []
-        for char in text:
-            if is_cjk_ideograph(ord(char)):
-                output.extend((" ", char, " "))
-            else:
-                output.append(char)
-        return "".join(output)
-
-    @staticmethod
-    def _strip_accents(text):
-        text = unicodedata.normalize("NFD", text)
-        return "".join(char for char in text if unicodedata.category(char) != "Mn")
-
-    @staticmethod
-    def _split_on_punctuation(text):
+        text = text.translate(_CLEANING_TABLE)
+        text = _CJK_RE.sub(r" \1 ", text)
         words = []
-        start_new_word = True
-        for char in text:
-            if is_punctuation(char):
-                words.append(char)
-                start_new_word = True
+        for word in text.split():
+            if self.do_lower_case:
+                word = word.lower()
+                if not word.isascii():  # NFD of ASCII is itself and has no marks
+                    word = unicodedata.normalize("NFD", word).translate(_DROP_NONSPACING_MARKS_TABLE)
+                    if not word:
+                        continue
+            if word.isalnum():  # letters and digits (L*, N*) are never punctuation
+                words.append(word)
             else:
-                if start_new_word:
-                    words.append("")
-                start_new_word = False
-                words[-1] += char
+                words.extend(self._split_on_punctuation(word))
         return words
+
+    @staticmethod
+    def _split_on_punctuation(word):
+        pieces = []
+        current = []
+        for char in word:
+            if _PUNCTUATION_MEMO[ord(char)]:
+                if current:
+                    pieces.append("".join(current))
+                    current = []
+                pieces.append(char)
+            else:
+                current.append(char)
+        if current:
+            pieces.append("".join(current))
+        return pieces
 
 
 class WordpieceTokenizer:
-    """Greedy longest-match-first WordPiece over already basic-tokenized words."""
+    """Greedy longest-match-first WordPiece over already basic-tokenized words.
 
-    def __init__(self, vocab, unk_token="[UNK]", max_input_chars_per_word=MAX_INPUT_CHARS_PER_WORD):
+    A word that cannot be covered by vocabulary pieces, or is longer than
+    `max_input_chars_per_word` characters, becomes `unk_token` as a whole.
+    """
+
+    def __init__(self, vocab, unk_token="[UNK]", max_input_chars_per_word=MAX_INPUT_CHARS_PER_WORD,
+                 cache_size=1 << 18):
         self.vocab = vocab
         self.unk_token = unk_token
         self.max_input_chars_per_word = max_input_chars_per_word
+        # No candidate longer than the longest vocabulary entry can match: start there.
+        self._longest_piece = max((len(t) for t in vocab), default=0)
+        self._cache = {}
+        self._cache_size = cache_size
 
     def tokenize(self, text):
         """E.g. "unaffable" -> ["un", "##aff", "##able"] with a suitable vocabulary."""
         output_tokens = []
         for word in whitespace_tokenize(convert_to_unicode(text)):
-            output_tokens.extend(self._tokenize_word(word))
+            output_tokens.extend(self.tokenize_word(word))
         return output_tokens
 
-    def _tokenize_word(self, word):
+    def tokenize_word(self, word):
+        """One word (no whitespace) -> tuple of pieces."""
+        pieces = self._cache.get(word)
+        if pieces is None:
+            pieces = self._tokenize_word_uncached(word)
+            if len(self._cache) < self._cache_size:
+                self._cache[word] = pieces
+        return pieces
+
+    def _tokenize_word_uncached(self, word):
         if len(word) > self.max_input_chars_per_word:
-            return [self.unk_token]
+            return (self.unk_token,)
+        vocab = self.vocab
         pieces = []
         start = 0
         while start < len(word):
-            end = len(word)
-            piece = None
+            prefix = "##" if start else ""
+            end = min(len(word), start + self._longest_piece)
             while start < end:
-                candidate = word[start:end] if start == 0 else "##" + word[start:end]
-                if candidate in self.vocab:
-                    piece = candidate
+                candidate = prefix + word[start:end]
+                if candidate in vocab:
                     break
                 end -= 1
-            if piece is None:
-                return [self.unk_token]
-            pieces.append(piece)
+            else:
+                return (self.unk_token,)
+            pieces.append(candidate)
             start = end
-        return pieces
+        return tuple(pieces)
 
 
 class FullTokenizer:
@@ -302,7 +330,7 @@ class FullTokenizer:
             if word in self.special_tokens:
                 pieces.append(word)
             else:
-                pieces.extend(self.wordpiece_tokenizer._tokenize_word(word))  # pylint: disable=protected-access
+                pieces.extend(self.wordpiece_tokenizer.tokenize_word(word))
         return pieces
 
     def convert_tokens_to_ids(self, tokens):

@@ -7,6 +7,7 @@ greedy longest-match-first WordPiece), not taken from bert_tf's output.
 
 import subprocess
 import sys
+import unicodedata
 
 import pytest
 
@@ -177,3 +178,87 @@ def test_real_uncased_vocab(minilm_dir):
     # [MASK]=103, "the"=1996, "."=1012.
     assert tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]", "[MASK]", "the", "."]) == [101, 102, 103, 1996, 1012]
     assert tokenizer.tokenize("The cat.") == ["the", "cat", "."]
+
+
+# ---------------------------------------------------------------------------------------------
+# The optimised implementation against a literal, character-by-character transcription of the
+# original algorithm (written from its definition, sharing no code with bert_tf.tokenization).
+# ---------------------------------------------------------------------------------------------
+
+
+def _reference_tokenize(text, vocab, do_lower_case):
+    def is_whitespace(c):
+        return c in " \t\n\r" or unicodedata.category(c) == "Zs"
+
+    def is_control(c):
+        return c not in "\t\n\r" and unicodedata.category(c) in ("Cc", "Cf")
+
+    def is_punctuation(c):
+        cp = ord(c)
+        return 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126 or unicodedata.category(c).startswith("P")
+
+    def is_cjk(cp):
+        return (0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF or 0x20000 <= cp <= 0x2A6DF
+                or 0x2A700 <= cp <= 0x2B73F or 0x2B740 <= cp <= 0x2B81F or 0x2B820 <= cp <= 0x2CEAF
+                or 0xF900 <= cp <= 0xFAFF or 0x2F800 <= cp <= 0x2FA1F)
+
+    cleaned = ""
+    for c in text:
+        if ord(c) == 0 or ord(c) == 0xFFFD or is_control(c):
+            continue
+        cleaned += " " if is_whitespace(c) else c
+    spaced = "".join(f" {c} " if is_cjk(ord(c)) else c for c in cleaned)
+    split_tokens = []
+    for token in spaced.strip().split():
+        if do_lower_case:
+            token = token.lower()
+            token = "".join(c for c in unicodedata.normalize("NFD", token) if unicodedata.category(c) != "Mn")
+        words, start_new = [], True
+        for c in token:
+            if is_punctuation(c):
+                words.append([c])
+                start_new = True
+            else:
+                if start_new:
+                    words.append([])
+                start_new = False
+                words[-1].append(c)
+        split_tokens.extend("".join(w) for w in words)
+    output = []
+    for word in " ".join(split_tokens).strip().split():
+        chars = list(word)
+        if len(chars) > 200:
+            output.append("[UNK]")
+            continue
+        start, pieces, bad = 0, [], False
+        while start < len(chars):
+            end, found = len(chars), None
+            while start < end:
+                candidate = "".join(chars[start:end])
+                if start > 0:
+                    candidate = "##" + candidate
+                if candidate in vocab:
+                    found = candidate
+                    break
+                end -= 1
+            if found is None:
+                bad = True
+                break
+            pieces.append(found)
+            start = end
+        output.extend(["[UNK]"] if bad else pieces)
+    return output
+
+
+@pytest.mark.parametrize("do_lower_case", [True, False], ids=["uncased", "cased"])
+def test_matches_literal_transcription_on_every_assigned_code_point(minilm_dir, do_lower_case):
+    tokenizer = FullTokenizer(f"{minilm_dir}/vocab.txt", do_lower_case=do_lower_case)
+    chars = [
+        chr(cp)
+        for cp in range(sys.maxunicode + 1)
+        if not 0xD800 <= cp <= 0xDFFF and (unicodedata.category(chr(cp)) not in ("Cn", "Co") or cp % 89 == 0)
+    ]
+    lines = [" ".join(f"A{c}b{c}Σ" for c in chars[i : i + 64]) for i in range(0, len(chars), 64)]
+    lines += ["Ünïcödé\u00a0ΟΔΟΣ\u2028x\u200by ﬁ½Ⅻ İ " + "é" * 201, "a" * 150 + "." + "ab" * 120]
+    for line in lines:
+        assert tokenizer.tokenize(line) == _reference_tokenize(line, tokenizer.vocab, do_lower_case), line
