@@ -17,7 +17,7 @@ import json
 from absl import logging
 import os
 import tempfile
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 ACTIVATIONS = ("gelu", "gelu_exact", "relu", "tanh", "silu", "swish", "linear")
 
