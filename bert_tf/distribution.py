@@ -112,7 +112,7 @@ def _tpu_strategy(tpu_address, tpu_zone, gcp_project):
         )
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
-    except (ValueError, RuntimeError, tf.errors.OpError) as error:
+    except (ValueError, RuntimeError, OSError, tf.errors.OpError) as error:
         raise RuntimeError(
             f"could not connect to the TPU {tpu_address!r} (zone={tpu_zone!r}, "
             f"project={gcp_project!r}): {error}"
