@@ -96,9 +96,12 @@ def read_records(paths, max_seq_length, max_predictions_per_seq, compression_typ
     spec = feature_spec(max_seq_length, max_predictions_per_seq)
     per_file = []
     for path in paths:
-        dataset = tf.data.TFRecordDataset(path, compression_type=compression_type)
-        per_file.append([{k: v.numpy() for k, v in tf.io.parse_single_example(r, spec).items()}
-                         for r in dataset])
+        records = []
+        dataset = tf.data.TFRecordDataset(path, compression_type=compression_type).batch(4096)
+        for batch in dataset:
+            parsed = {k: v.numpy() for k, v in tf.io.parse_example(batch, spec).items()}
+            records.extend({k: v[i] for k, v in parsed.items()} for i in range(len(batch)))
+        per_file.append(records)
     records = []
     for i in range(max(len(f) for f in per_file)):
         for f in per_file:

@@ -31,9 +31,11 @@ import array
 import collections
 import dataclasses
 import glob as _glob
+import mmap
 import multiprocessing
 import os
 import random
+import tempfile
 import time
 
 from absl import logging
@@ -337,6 +339,111 @@ class InstanceSampler:
         stats.random_next += is_random_next
         return (tokens, len_a, positions, labels, is_random_next)
 
+    # ------------------------------------------------------------------------------------------
+    # Draw accounting (parallel default mode)
+    # ------------------------------------------------------------------------------------------
+
+    def account_document(self, sentence_lengths, document_index):
+        """Makes exactly the draws of `instances_from_document` and counts its instances, from
+        sentence lengths alone; returns the number of instances.
+
+        Without whole-word masking and without [CLS]/[SEP] ids inside sentences, every draw of
+        the original depends on the document only through sentence lengths: which sentences
+        form A and B, how many tokens truncation removes, how many candidates are shuffled and
+        how many pieces get the 80/10/10 draw. The main process runs this (about a third of the
+        cost of sampling), recording the generator state every few documents, and worker
+        processes replay the real sampling from those states in parallel.
+        """
+        if self.do_whole_word_mask or self.documents_have_special_ids:
+            raise ValueError("draw accounting needs per-piece masking and plain sentences")
+        rng = self.rng
+        random_draw = rng.random
+        getrandbits = rng.getrandbits
+        lengths = sentence_lengths[document_index]
+        num_sentences = len(lengths)
+        max_num_tokens = self.max_num_tokens
+        max_predictions = self.max_predictions_per_seq
+        masked_lm_prob = self.masked_lm_prob
+        num_words = len(self.vocabulary.word_ids)
+        word_bits = num_words.bit_length()
+        stats = self.stats
+        stats.document_passes += 1
+
+        target_seq_length = max_num_tokens
+        if random_draw() < self.short_seq_prob:
+            target_seq_length = 2 + randbelow_like_random(max_num_tokens - 1, getrandbits)
+            stats.short_target_passes += 1
+
+        instances = tokens_total = masked_total = random_next_total = 0
+        chunk_start = 0
+        current_length = 0
+        i = 0
+        while i < num_sentences:
+            current_length += lengths[i]
+            if i == num_sentences - 1 or current_length >= target_seq_length:
+                chunk_size = i + 1 - chunk_start
+                a_end = 1
+                if chunk_size >= 2:
+                    a_end = 1 + randbelow_like_random(chunk_size - 1, getrandbits)
+                len_a = sum(lengths[chunk_start:chunk_start + a_end])
+                if chunk_size == 1 or random_draw() < 0.5:
+                    random_next_total += 1
+                    target_b_length = target_seq_length - len_a
+                    for _ in range(10):
+                        random_document_index = randbelow_like_random(len(sentence_lengths),
+                                                                      getrandbits)
+                        if random_document_index != document_index:
+                            break
+                    random_lengths = sentence_lengths[random_document_index]
+                    random_start = randbelow_like_random(len(random_lengths), getrandbits)
+                    len_b = 0
+                    for length in random_lengths[random_start:]:
+                        len_b += length
+                        if len_b >= target_b_length:
+                            break
+                    i -= chunk_size - a_end
+                else:
+                    len_b = sum(lengths[chunk_start + a_end:i + 1])
+
+                while len_a + len_b > max_num_tokens:  # one draw per removed token
+                    random_draw()
+                    if len_a > len_b:
+                        len_a -= 1
+                    else:
+                        len_b -= 1
+                num_candidates = len_a + len_b
+                num_to_predict = min(max_predictions,
+                                     max(1, round((num_candidates + 3) * masked_lm_prob)))
+                # The candidate shuffle's draws (see shuffle_like_random), without the swaps.
+                high = num_candidates - 1
+                while high >= 1:
+                    k = (high + 1).bit_length()
+                    low = max(1, (1 << (k - 1)) - 1)
+                    for step in range(high, low - 1, -1):
+                        while getrandbits(k) > step:
+                            pass
+                    high = low - 1
+                num_masked = min(num_to_predict, num_candidates)
+                for _ in range(num_masked):
+                    if random_draw() < 0.8:
+                        pass
+                    elif random_draw() < 0.5:
+                        pass
+                    else:
+                        while getrandbits(word_bits) >= num_words:
+                            pass
+                instances += 1
+                tokens_total += num_candidates + 3
+                masked_total += num_masked
+                chunk_start = i + 1
+                current_length = 0
+            i += 1
+        stats.instances += instances
+        stats.tokens += tokens_total
+        stats.masked += masked_total
+        stats.random_next += random_next_total
+        return instances
+
 
 # ---------------------------------------------------------------------------------------------
 # Input: files -> chunks of lines -> token ids -> documents
@@ -480,6 +587,92 @@ def encode_and_frame(encoder, crc, instances):
 
 def _worker_encode(instances):
     return encode_and_frame(_worker_state["encoder"], _worker_state["crc"], instances)
+
+
+class SharedCorpus:
+    """Tokenized documents in one flat file of int32 ids that worker processes map read-only.
+
+    Layout: the ids of all sentences, in document order; then, per sentence, its end offset;
+    then, per document, the index of its last sentence + 1 (all int32). The header holds the
+    three counts.
+    """
+
+    def __init__(self, path):
+        self.path = path
+
+    @classmethod
+    def write(cls, documents, directory=None):
+        fd, path = tempfile.mkstemp(prefix="bert_tf_corpus_", suffix=".bin", dir=directory)
+        sentence_ends = array.array("q")
+        document_ends = array.array("q")
+        total = 0
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"\0" * 24)  # header, filled below
+            for document in documents:
+                for sentence in document:
+                    sentence.tofile(f)
+                    total += len(sentence)
+                    sentence_ends.append(total)
+                document_ends.append(len(sentence_ends))
+            sentence_ends.tofile(f)
+            document_ends.tofile(f)
+            f.seek(0)
+            array.array("q", [total, len(sentence_ends), len(document_ends)]).tofile(f)
+        return cls(path)
+
+    def load(self):
+        """The documents as lists of memoryview slices over the mapped file."""
+        with open(self.path, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        view = memoryview(mapped)
+        total, num_sentences, num_documents = view[:24].cast("q")
+        ids = view[24:24 + 4 * total].cast("i")
+        offset = 24 + 4 * total
+        sentence_ends = view[offset:offset + 8 * num_sentences].cast("q").tolist()
+        offset += 8 * num_sentences
+        document_ends = view[offset:offset + 8 * num_documents].cast("q").tolist()
+        documents = []
+        sentence = 0
+        start = 0
+        for document_end in document_ends:
+            document = []
+            while sentence < document_end:
+                end = sentence_ends[sentence]
+                document.append(ids[start:end])
+                start = end
+                sentence += 1
+            documents.append(document)
+        return documents
+
+    def remove(self):
+        if os.path.exists(self.path):
+            os.remove(self.path)
+
+
+def _state_digest(rng):
+    # The Mersenne Twister words only: hash(None) (the state's gauss_next) is address-based in
+    # Python 3.11 and differs between processes.
+    return hash(rng.getstate()[1])
+
+
+def _worker_replay(task):
+    """Samples documents from a recorded generator state: the same instances the main process
+    would have made."""
+    corpus_path, state, document_indices, has_special_ids = task
+    cache = _worker_state.setdefault("corpus", {})
+    if corpus_path not in cache:
+        cache.clear()
+        cache[corpus_path] = SharedCorpus(corpus_path).load()
+    documents = cache[corpus_path]
+    options = _worker_state["sampler_options"]
+    rng = random.Random()
+    rng.setstate(state)
+    sampler = _make_sampler(options["vocabulary"], rng, options, has_special_ids)
+    instances = []
+    for document_index in document_indices:
+        sampler.instances_from_document(documents, document_index, instances.append)
+    records = encode_and_frame(_worker_state["encoder"], _worker_state["crc"], instances)
+    return records, _state_digest(rng)
 
 
 def _window_seed(random_seed, window_index):
@@ -839,6 +1032,78 @@ def _run_in_memory(input_paths, tokenizer, encoder, unicode_errors, options, poo
         return stats
     rng.shuffle(documents)
 
+    if pool is not None and not options["do_whole_word_mask"] and not has_special_ids:
+        records = _sample_in_parallel(documents, sampler, pool, options)
+    else:
+        records = _sample_in_main_process(documents, sampler, pool, encoder, options)
+    del documents
+    _log_phase("Sampling and encoding", wall, cpu)
+    wall, cpu = time.monotonic(), time.process_time()
+
+    rng.shuffle(records)
+    write_progress = _Progress("Writing", total=len(records), unit="records")
+    for count, record in enumerate(records, 1):
+        writer.write_framed(record)
+        if count % 4096 == 0:
+            write_progress.update(count)
+    _log_phase("Shuffling and writing", wall, cpu)
+    return stats
+
+
+def _sample_in_parallel(documents, sampler, pool, options):
+    """Workers sample; the main process only accounts for the draws and records states.
+
+    The main process runs `account_document` (the same draws, on sentence lengths) and, every
+    batch of documents, hands the generator state at the batch's start to a worker, which
+    replays the real sampling of those documents. Each worker reports a digest of its final
+    state, which must equal the main process's state at the end of the batch.
+    """
+    rng = sampler.rng
+    corpus = SharedCorpus.write(documents)
+    try:
+        sentence_lengths = [[len(sentence) for sentence in document] for document in documents]
+        total = options["dupe_factor"] * len(documents)
+        progress = _Progress("Sampling", total=total, unit="documents")
+        records = []
+        pending = collections.deque()
+        max_in_flight = 4 * pool.num_workers
+
+        def collect(entry):
+            result, expected_digest = entry
+            batch_records, digest = result.get()
+            if digest != expected_digest:
+                raise RuntimeError("internal error: a worker's sampling diverged from the main "
+                                   "process's draws")
+            records.extend(batch_records)
+
+        batch = []
+        batch_instances = 0
+        state = None
+        done = 0
+        for _ in range(options["dupe_factor"]):
+            for document_index in range(len(documents)):
+                if not batch:
+                    state = rng.getstate()
+                batch.append(document_index)
+                batch_instances += sampler.account_document(sentence_lengths, document_index)
+                done += 1
+                if batch_instances >= _INSTANCES_PER_BATCH or done == total:
+                    task = (corpus.path, state, batch, False)
+                    pending.append((pool.submit(_worker_replay, task), _state_digest(rng)))
+                    batch, batch_instances = [], 0
+                    while len(pending) > max_in_flight:
+                        collect(pending.popleft())
+                progress.update(done, instances=sampler.stats.instances)
+        while pending:
+            collect(pending.popleft())
+        return records
+    finally:
+        corpus.remove()
+
+
+def _sample_in_main_process(documents, sampler, pool, encoder, options):
+    """Samples in this process; workers (if any) encode."""
+    stats = sampler.stats
     total = options["dupe_factor"] * len(documents)
     progress = _Progress("Sampling", total=total, unit="documents")
     records = []
@@ -868,18 +1133,7 @@ def _run_in_memory(input_paths, tokenizer, encoder, unicode_errors, options, poo
     flush()
     while pending:
         records.extend(pending.popleft().get())
-    del documents
-    _log_phase("Sampling and encoding", wall, cpu)
-    wall, cpu = time.monotonic(), time.process_time()
-
-    rng.shuffle(records)
-    write_progress = _Progress("Writing", total=len(records), unit="records")
-    for count, record in enumerate(records, 1):
-        writer.write_framed(record)
-        if count % 4096 == 0:
-            write_progress.update(count)
-    _log_phase("Shuffling and writing", wall, cpu)
-    return stats
+    return records
 
 
 def _iter_windows(input_paths, window_documents):
