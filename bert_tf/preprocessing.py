@@ -67,19 +67,41 @@ def _re2_class(code_points):
     return "[" + "".join(parts) + "]"
 
 
+def _final_sigma_role(char):
+    """How Python's str.lower treats `char` in the context of a capital sigma.
+
+    Python lowers U+03A3 to final sigma when it follows a cased letter and is not followed by
+    one, skipping case-ignorable characters on both sides. Probing `str.lower` itself gives the
+    running interpreter's Cased / Case_Ignorable tables exactly.
+    """
+    if ("A" + char + "\u03a3").lower()[-1] != "\u03c2":
+        return None
+    if (" " + char + "\u03a3").lower()[-1] == "\u03c2":
+        return "cased"  # cased and not case-ignorable
+    return "ignorable"
+
+
 @functools.lru_cache(maxsize=None)
 def character_classes():
     """RE2 classes (as pattern strings) for the original tokenizer's character categories."""
-    removed, spaces, nonspacing_marks, punctuation = [], [], [], []
+    removed, spaces, nonspacing_marks, punctuation, cased, ignorable = [], [], [], [], [], []
     for char in _all_chars():
         cp = ord(char)
+        category = unicodedata.category(char)
+        if category in ("Cn", "Co"):
+            continue  # unassigned and private use: in none of the classes below
+        role = _final_sigma_role(char)
+        if role == "cased":
+            cased.append(cp)
+        elif role == "ignorable":
+            ignorable.append(cp)
         if tokenization.is_removed_by_cleaning(char):
             removed.append(cp)
         elif char != " " and (tokenization.is_whitespace(char) or char.isspace()):
             # isspace(): what survives cleaning and still separates words in str.split()
             # (U+2028, U+2029) is a space too.
             spaces.append(cp)
-        if unicodedata.category(char) == "Mn":
+        if category == "Mn":
             nonspacing_marks.append(cp)
         if tokenization.is_punctuation(char):
             punctuation.append(cp)
@@ -90,6 +112,9 @@ def character_classes():
         "cjk": cjk,
         "nonspacing_marks": _re2_class(nonspacing_marks),
         "punctuation": _re2_class(punctuation),
+        "cased": _re2_class(cased),
+        "case_ignorable": _re2_class(ignorable),
+        "neither_cased_nor_ignorable": "[^" + _re2_class(cased)[1:-1] + _re2_class(ignorable)[1:-1] + "]",
     }
 
 
@@ -233,6 +258,7 @@ class BertTokenizer(keras.layers.Layer):
         text = tf.strings.regex_replace(text, classes["spaces"], " ")
         text = tf.strings.regex_replace(text, "(" + classes["cjk"] + ")", " \\1 ")
         if self.lower_case:
+            text = _lower_capital_sigma(text, classes)
             text = _replace_each(text, self._lower_fixes)
             text = tf.strings.lower(text, encoding="utf-8")
             protect = {
@@ -315,6 +341,37 @@ class BertTokenizer(keras.layers.Layer):
             unk_token=self.unk_token,
         )
         return config
+
+
+_CAPITAL_SIGMA, _SMALL_SIGMA, _FINAL_SIGMA = "\u03a3", "\u03c3", "\u03c2"
+
+
+def _lower_capital_sigma(text, classes):
+    """Lower-cases every capital sigma with Python's Final_Sigma rule and Python's tables.
+
+    ICU's `tf.strings.lower` applies the same rule but with its own (older) Cased and
+    Case_Ignorable tables; after this no capital sigma is left for it to decide. Runs only on
+    batches containing one.
+    """
+    ignorable, cased = classes["case_ignorable"], classes["cased"]
+    neither = classes["neither_cased_nor_ignorable"]
+
+    def lower_all(text):
+        # Not preceded by a cased character (skipping case-ignorable ones): small sigma.
+        text = tf.strings.regex_replace(text, f"(^|{neither})({ignorable}*){_CAPITAL_SIGMA}", f"\\1\\2{_SMALL_SIGMA}")
+        # Preceded by a cased character and followed by another capital sigma: small sigma.
+        # Matches cannot overlap, so a run of n sigmas needs n passes.
+        pair = f"{_CAPITAL_SIGMA}({ignorable}*){_CAPITAL_SIGMA}"
+        has_pair = lambda t: tf.reduce_any(tf.strings.regex_full_match(t, f"(?s).*{pair}.*"))
+        text = tf.while_loop(
+            has_pair, lambda t: [tf.strings.regex_replace(t, pair, f"{_SMALL_SIGMA}\\1{_CAPITAL_SIGMA}")], [text]
+        )[0]
+        # Followed by a cased character: small sigma; otherwise final sigma.
+        text = tf.strings.regex_replace(text, f"{_CAPITAL_SIGMA}({ignorable}*{cased})", f"{_SMALL_SIGMA}\\1")
+        return tf.strings.regex_replace(text, _CAPITAL_SIGMA, _FINAL_SIGMA)
+
+    needed = tf.reduce_any(tf.strings.regex_full_match(text, f"(?s).*{_CAPITAL_SIGMA}.*"))
+    return tf.cond(needed, lambda: lower_all(text), lambda: tf.identity(text))
 
 
 def _re2_literal(text):

@@ -26,7 +26,7 @@ FRAGMENTS = [
     # Latin with accents, precomposed and combining; German sharp s; Turkish dotted I.
     "Café", "naïve", "Ångström", "résumé", "Noe\u0308l", "a\u0301\u0327e", "STRAẞE", "Straße", "İstanbul",
     # Greek with final sigma in several contexts, Cyrillic.
-    "ΟΔΥΣΣΕΥΣ", "Σ", "ΑΣ.Β", "λόγος", "Ἀθῆναι", "Москва", "ЁЛКА", "Україна",
+    "ΟΔΥΣΣΕΥΣ", "Σ", "ΑΣ.Β", "ΣΣΣ", "ΑΣ\u0301Σ\u0301", "ΑΣ\u0898", "ΑΣ\u0898Β", "Σ'Σ", "λόγος", "Ἀθῆναι", "Москва", "ЁЛКА", "Україна",
     # CJK ideographs (incl. extension B and compatibility), Hangul, Kana.
     "中文字符", "東京都", "\U00020000\U0002a6d6", "\uf900\ufa0e", "한국어", "\u1100\u1161", "ひらがな", "カタカナ", "ｶﾀｶﾅ",
     # Emoji: plain, ZWJ sequence, skin tone, flags, keycap.
@@ -132,8 +132,8 @@ def test_parity_on_every_assigned_code_point(tokenizers):
         if not 0xD800 <= cp <= 0xDFFF
         and (unicodedata.category(chr(cp)) not in ("Cn", "Co") or cp % 97 == 0)
     ]
-    # Each character inside a word, doubled, and after a capital sigma (final-sigma context).
-    lines = [" ".join(f"A{c}b {c}{c}Σ" for c in chars[i : i + 48]) for i in range(0, len(chars), 48)]
+    # Each character inside a word, twice in a row, and after a capital sigma (final-sigma context).
+    lines = [" ".join(f"A{c}b{c}{c}Σ{c}" for c in chars[i : i + 64]) for i in range(0, len(chars), 64)]
     _assert_same_ids(full_tokenizer, lines, _graph_ids(layer, lines))
 
 
@@ -259,12 +259,11 @@ class _Preprocessor(tf.Module):
     def __init__(self, vocab_file, seq_length):
         super().__init__()
         self.tokenizer = BertTokenizer(vocab_file, lower_case=True, special_tokens=["[MASK]"])
-        self.cased_tokenizer = BertTokenizer(vocab_file, lower_case=False)
         self.packer = BertPacker(seq_length, cls_id=101, sep_id=102)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.string)])
     def __call__(self, text_a, text_b):
-        return self.packer((self.tokenizer(text_a), self.cased_tokenizer(text_b)))
+        return self.packer((self.tokenizer(text_a), self.tokenizer(text_b)))
 
 
 def _op_types(concrete_function):
@@ -276,64 +275,54 @@ def _op_types(concrete_function):
     return op_types - function_names
 
 
-def _run_fresh_python(code):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, cwd="/", timeout=120
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+TEXTS_A = ["The capital of France is [MASK].", "ΟΔΟΣ ﬁne ½ Ⅻ Straße", "a" * 201 + " 中文"]
+TEXTS_B = ["Hello, World!", "Ünïcödé zero\u200bwidth", ""]
 
 
 @pytest.fixture(scope="module")
-def saved_preprocessor(tmp_path_factory, vocab_file):
+def fresh_process_result(tmp_path_factory, vocab_file):
+    """Saves tokenizer + packer, then in a process that imports only tensorflow and
+    tensorflow_text: classifies the traced graph's ops (before and after importing tensorflow_text)
+    and runs the loaded SavedModel."""
     module = _Preprocessor(vocab_file, seq_length=24)
+    op_types = sorted(_op_types(module.__call__.get_concrete_function()))
     path = str(tmp_path_factory.mktemp("preprocessor") / "1")
     tf.saved_model.save(module, path)
-    return module, path
-
-
-def test_graph_uses_only_core_tensorflow_and_tensorflow_text_ops(saved_preprocessor):
-    module, _ = saved_preprocessor
-    op_types = sorted(_op_types(module.__call__.get_concrete_function()))
-    assert "FastWordpieceTokenizeWithOffsets" in op_types  # the walk does see tf-text ops
-    # Classify every op in a process that has loaded nothing but TensorFlow, then tf-text.
-    classified = _run_fresh_python(
-        f"""
-        import json
-        import tensorflow
+    code = f"""
+        import json, sys
+        import tensorflow as tf
         from tensorflow.python.framework import op_def_registry
         ops = {op_types!r}
         core = [op for op in ops if op_def_registry.get(op) is not None]
-        import tensorflow_text
-        text = [op for op in ops if op not in core and op_def_registry.get(op) is not None]
-        print(json.dumps({{"core": core, "text": text}}))
-        """
-    )
-    allowed = set(classified["core"]) | set(classified["text"])
-    assert set(op_types) == allowed, f"ops outside core TF and tensorflow-text: {set(op_types) - allowed}"
-    assert "RegexSplitWithOffsets" not in classified["core"] and classified["text"]
-
-
-def test_saved_model_runs_in_fresh_process_with_only_tensorflow_and_tensorflow_text(saved_preprocessor, vocab_file):
-    _, path = saved_preprocessor
-    texts_a = ["The capital of France is [MASK].", "ΟΔΟΣ ﬁne ½ Ⅻ Straße", "a" * 201 + " 中文"]
-    texts_b = ["Hello, World!", "Ünïcödé zero\u200bwidth", ""]
-    result = _run_fresh_python(
-        f"""
-        import json, sys
-        import tensorflow as tf
         import tensorflow_text  # registers the tf-text ops the graph needs
+        text = [op for op in ops if op not in core and op_def_registry.get(op) is not None]
         model = tf.saved_model.load({path!r})
-        out = model(tf.constant({texts_a!r}), tf.constant({texts_b!r}))
+        out = model(tf.constant({TEXTS_A!r}), tf.constant({TEXTS_B!r}))
         assert not any(name.startswith(("bert_tf", "keras_hub", "keras_nlp")) for name in sys.modules)
-        print(json.dumps({{k: v.numpy().tolist() for k, v in out.items()}}))
+        features = {{k: v.numpy().tolist() for k, v in out.items()}}
+        print(json.dumps({{"core": core, "text": text, "features": features}}))
         """
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, cwd="/", timeout=180
     )
-    uncased = FullTokenizer(vocab_file, do_lower_case=True, special_tokens=["[MASK]"])
-    cased = FullTokenizer(vocab_file, do_lower_case=False)
-    for index, (text_a, text_b) in enumerate(zip(texts_a, texts_b)):
-        ids, mask, types = expected_features(uncased.encode(text_a), cased.encode(text_b), 24)
-        assert result["input_ids"][index] == ids
-        assert result["input_mask"][index] == mask
-        assert result["segment_ids"][index] == types
+    assert result.returncode == 0, result.stderr[-3000:]
+    return op_types, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_graph_uses_only_core_tensorflow_and_tensorflow_text_ops(fresh_process_result):
+    op_types, result = fresh_process_result
+    assert "FastWordpieceTokenizeWithOffsets" in op_types  # the walk does see tf-text ops
+    allowed = set(result["core"]) | set(result["text"])
+    assert set(op_types) == allowed, f"ops outside core TF and tensorflow-text: {set(op_types) - allowed}"
+    assert "RegexSplitWithOffsets" in result["text"] and "NormalizeUTF8" in result["text"]
+
+
+def test_saved_model_runs_in_fresh_process_with_only_tensorflow_and_tensorflow_text(fresh_process_result, vocab_file):
+    features = fresh_process_result[1]["features"]
+    full_tokenizer = FullTokenizer(vocab_file, do_lower_case=True, special_tokens=["[MASK]"])
+    for index, (text_a, text_b) in enumerate(zip(TEXTS_A, TEXTS_B)):
+        ids, mask, types = expected_features(full_tokenizer.encode(text_a), full_tokenizer.encode(text_b), 24)
+        assert features["input_ids"][index] == ids
+        assert features["input_mask"][index] == mask
+        assert features["segment_ids"][index] == types

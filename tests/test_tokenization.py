@@ -97,6 +97,12 @@ def test_lower_casing_is_str_lower_not_case_folding():
     assert basic.tokenize("STRA\u00dfE") == ["stra\u00dfe"]
     # Final sigma: word-final capital sigma lowers to \u03c2, others to \u03c3.
     assert basic.tokenize("\u039f\u0394\u039f\u03a3") == ["\u03bf\u03b4\u03bf\u03c2"]
+    # In a run, only the last sigma (preceded by a cased letter, none after it) is final.
+    assert basic.tokenize("\u03a3\u03a3\u03a3") == ["\u03c3\u03c3\u03c2"]
+    # Lower-casing sees the whole word before punctuation is split off: "." is case-ignorable,
+    # so the sigma in "\u0391\u03a3.\u0392" is followed by a cased letter and is not final.
+    assert basic.tokenize("\u0391\u03a3.\u0392 \u0391\u03a3. \u0392") == [
+        "\u03b1\u03c3", ".", "\u03b2", "\u03b1\u03c2", ".", "\u03b2"]
     # The fi ligature U+FB01 has only a compatibility decomposition: NFD keeps it.
     assert basic.tokenize("\ufb01ne") == ["\ufb01ne"]
     # Full-width Latin capital A (U+FF21) lowers to full-width small a (U+FF41), not to "a".
