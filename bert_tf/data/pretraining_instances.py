@@ -35,6 +35,7 @@ import mmap
 import multiprocessing
 import os
 import random
+import sys
 import tempfile
 import time
 
@@ -726,12 +727,20 @@ def _make_sampler(vocabulary, rng, options, documents_have_special_ids):
         documents_have_special_ids=documents_have_special_ids)
 
 
+def _start_method():
+    # fork starts workers in milliseconds and shares the tokenizer copy-on-write, but is unsafe
+    # once TensorFlow (its threads) is loaded in this process, as in a notebook or a test run;
+    # spawn is always safe. The output does not depend on the choice.
+    if "fork" in multiprocessing.get_all_start_methods() and "tensorflow" not in sys.modules:
+        return "fork"
+    return "spawn"
+
+
 class _Pool:
-    """A process pool (spawn: safe even when TensorFlow is already imported) with ordered,
-    bounded-in-flight mapping."""
+    """A process pool with ordered, bounded-in-flight mapping."""
 
     def __init__(self, num_workers, initargs):
-        context = multiprocessing.get_context("spawn")
+        context = multiprocessing.get_context(_start_method())
         self._pool = context.Pool(num_workers, initializer=_init_worker, initargs=initargs)
         self.num_workers = num_workers
 
