@@ -310,15 +310,18 @@ def test_matches_reference_of_original(data_dir, vocab_file, tokenizer, tmp_path
     assert summary.records_per_file[outputs[0]] == (len(expected) + 1) // 2
 
 
-def test_one_and_two_workers_write_identical_bytes(data_dir, vocab_file, tmp_path):
-    corpus = os.path.join(data_dir, "large.txt")
-    digests = []
+@pytest.mark.parametrize("corpus_name, whole_word", [("large.txt", False), ("small.txt", True)])
+def test_one_and_two_workers_write_identical_bytes(data_dir, vocab_file, tmp_path, corpus_name,
+                                                   whole_word):
+    corpus = os.path.join(data_dir, corpus_name)
+    contents = []
     for workers in (1, 2):
         out = tmp_path / f"w{workers}.tfrecord"
         create_pretraining_data(corpus, str(out), vocab_file, dupe_factor=2,
-                                max_seq_length=64, num_workers=workers)
-        digests.append(out.read_bytes())
-    assert digests[0] == digests[1]
+                                max_seq_length=64, num_workers=workers,
+                                do_whole_word_mask=whole_word)
+        contents.append(out.read_bytes())
+    assert contents[0] == contents[1]
 
 
 def test_same_seed_same_bytes_other_seed_differs(data_dir, vocab_file, tmp_path):
@@ -557,3 +560,30 @@ def test_smallest_max_seq_length_works(data_dir, vocab_file, tmp_path):
     records = read_records([out], 5, 1)
     assert len(records) == summary.instances > 0
     assert all(r["input_mask"].sum() == 5 for r in records)
+
+
+def test_special_tokens_inside_text_are_never_masked_like_the_original(vocab_file, tmp_path):
+    """A tokenizer that keeps "[SEP]"/"[CLS]" whole puts them inside sentences; the original
+    skips such tokens as mask candidates. Checked against the reference, with 2 workers."""
+    tokenizer = FullTokenizer(vocab_file, special_tokens=("[SEP]", "[CLS]"))
+    rng = random.Random(3)
+    lines = []
+    for _ in range(40):
+        for _ in range(rng.randint(1, 5)):
+            words = [rng.choice(["ka", "lo", "mi", "[SEP]", "ne", "[CLS]", "ruing"])
+                     for _ in range(rng.randint(2, 9))]
+            lines.append(" ".join(words))
+        lines.append("")
+    corpus = tmp_path / "special.txt"
+    corpus.write_text("\n".join(lines))
+    out = str(tmp_path / "special.tfrecord")
+    summary = create_pretraining_data(str(corpus), out, tokenizer, max_seq_length=24,
+                                      max_predictions_per_seq=5, dupe_factor=2, random_seed=9,
+                                      num_workers=2)
+    expected, _ = reference_instances([str(corpus)], tokenizer, 24, 2, 0.1, 0.15, 5,
+                                      random.Random(9), False)
+    actual = read_records([out], 24, 5)
+    assert len(actual) == len(expected) == summary.instances
+    for got, want in zip(actual, expected):
+        for name, values in reference_features(want, tokenizer, 24, 5).items():
+            np.testing.assert_array_equal(got[name], values, err_msg=name)
