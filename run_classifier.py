@@ -100,15 +100,13 @@ def _resolve_model_files(flag_values):
     return config, vocab_file, lower_case
 
 
-def _labels(processor, flag_values):
-    """The label list; for the generic task from train, or from a previous run's output_dir."""
+def _saved_generic_labels(flag_values):
+    """A previous training run's label list (generic task), for eval/predict-only runs."""
     saved = os.path.join(flag_values.output_dir, LABEL_LIST_FILE)
-    if processor.is_regression:
-        return []
-    if processor.name == "generic" and not flag_values.do_train and os.path.isfile(saved):
-        with open(saved, encoding="utf-8") as f:
-            return [line.rstrip("\n") for line in f]
-    return processor.get_labels(flag_values.data_dir)
+    if flag_values.do_train or not os.path.isfile(saved):
+        return None
+    with open(saved, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f if line.rstrip("\n")]
 
 
 def classification_loss(labels, logits, is_regression):
@@ -245,6 +243,10 @@ def main(argv):
         raise app.UsageError("--text_a_column/--text_b_column/--label_column/--regression are for "
                              "--task_name=generic only")
 
+    if FLAGS.do_predict and FLAGS.task_name.lower() == "xnli":
+        raise app.UsageError("--task_name=xnli has no test set (as in the original); "
+                             "use --do_predict with another task")
+
     import tensorflow as tf
 
     from bert_tf import optimization, training
@@ -264,12 +266,13 @@ def main(argv):
         processor = cls_data.get_processor(task, text_a_column=FLAGS.text_a_column,
                                            text_b_column=FLAGS.text_b_column,
                                            label_column=FLAGS.label_column,
-                                           is_regression=FLAGS.regression)
+                                           is_regression=FLAGS.regression,
+                                           labels=_saved_generic_labels(FLAGS))
     elif task == "xnli":
         processor = cls_data.XnliProcessor(FLAGS.xnli_language)
     else:
         processor = cls_data.get_processor(task)
-    label_list = _labels(processor, FLAGS)
+    label_list = processor.get_labels(FLAGS.data_dir)
     num_labels = len(label_list) if label_list else 1
     tokenizer = FullTokenizer(vocab_file, do_lower_case=do_lower_case)
     cache_dir = os.path.join(FLAGS.output_dir, "feature_cache") if FLAGS.cache_features else None

@@ -102,9 +102,10 @@ def test_train_eval_predict_export_and_reload(tmp_path, model_files):
     assert os.path.isfile(os.path.join(export, "1", "saved_model.pb"))
 
     # Predict-only in the same output_dir: restores the fine-tuned checkpoint and the label
-    # list, and reuses the cached features; the probabilities are the same.
+    # list (train.tsv is gone), reuses the cached features; the probabilities are the same.
     cache_files = sorted(os.listdir(os.path.join(out, "feature_cache")))
     os.remove(os.path.join(out, "test_results.tsv"))
+    os.remove(os.path.join(data, "train.tsv"))
     run(common + ["--do_predict", "--predict_batch_size=5"])
     with open(os.path.join(out, "test_results.tsv"), encoding="utf-8") as f:
         again = np.array([[float(x) for x in line.split("\t")] for line in f])
