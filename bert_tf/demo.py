@@ -136,7 +136,7 @@ def run_demo(output_dir=DEFAULT_OUTPUT_DIR, vocab_size=2000, max_seq_length=64,
         max_predictions_per_seq=max_predictions_per_seq, do_train=True, do_eval=True,
         train_batch_size=train_batch_size, eval_batch_size=32, learning_rate=learning_rate,
         num_train_steps=num_train_steps, num_warmup_steps=num_train_steps // 10,
-        save_checkpoints_steps=num_train_steps // 2, iterations_per_loop=50, max_eval_steps=20,
+        save_checkpoints_steps=num_train_steps // 2, iterations_per_loop=25, max_eval_steps=20,
         seed=seed,
     )
     strategy = distribution.get_strategy(None)

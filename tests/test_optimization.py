@@ -169,3 +169,24 @@ def test_apply_gradients_inside_tf_function():
 def test_unknown_optimizer_type_is_a_clear_error():
     with pytest.raises(ValueError, match="adamw' or 'lamb"):
         optimization.create_optimizer(1e-3, 10, 1, optimizer_type="sgd")
+
+
+def test_bert_pretrainer_variables_excluded_from_decay_are_exactly_layernorm_and_biases():
+    from bert_tf.config import BertConfig
+    from bert_tf.models import BertPretrainer
+
+    model = BertPretrainer(BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2,
+                                      num_attention_heads=2, intermediate_size=64,
+                                      max_position_embeddings=16))
+    opt = optimization.create_optimizer(1e-3, 10, 1)
+    decayed = {v.path for v in model.trainable_variables if opt.uses_weight_decay(v)}
+    excluded = {v.path for v in model.trainable_variables} - decayed
+    # 2 blocks x (q,k,v,attention output, intermediate, output) biases + pooler + MLM transform
+    # bias + MLM output_bias + NSP output_bias = 16 biases; LayerNorm gamma/beta: embeddings,
+    # 2 per block, MLM transform = 6 layers x 2 = 12.
+    assert len([p for p in excluded if "layer_norm" in p or "LayerNorm" in p]) == 12
+    assert len([p for p in excluded if p.endswith("bias")]) == 16
+    assert len(excluded) == 28
+    # Kernels, embeddings and the NSP output_weights are decayed, as in the original.
+    assert all(p.endswith(("kernel", "embeddings", "output_weights")) for p in decayed), decayed
+    assert len(decayed) == 2 * 6 + 3 + 1 + 1 + 1  # block kernels, 3 embeddings, pooler, MLM, NSP
