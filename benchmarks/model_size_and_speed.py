@@ -7,7 +7,9 @@ Counts: BertEncoder (embeddings, blocks, pooler) and BertPretrainer (adds the ML
 LayerNorm and output bias, and the NSP layer; the MLM decoder is tied to the embeddings).
 Timings: inference forward pass (training=False) of BertEncoder inside one tf.function (graph
 mode, no XLA), random ids, full attention mask; the first calls (tracing, oneDNN warm-up) are
-excluded; the median and the min/max of `--runs` timed calls are printed, as a Markdown table.
+excluded; the median and the min/max wall-clock time of `--runs` timed calls and the median
+process CPU time per call (all threads; less sensitive to other load on a shared machine) are
+printed as Markdown tables.
 """
 
 import argparse
@@ -67,15 +69,16 @@ def time_forward(preset, batch_size, seq_length, policy, runs, warmup):
 
     for _ in range(warmup):
         forward(inputs)[0].numpy()
-    seconds = []
+    seconds, cpu_seconds = [], []
     for _ in range(runs):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         sequence, _ = forward(inputs)
         sequence.numpy()  # wait for the result
         seconds.append(time.perf_counter() - start)
+        cpu_seconds.append(time.process_time() - cpu_start)
     del model
     keras.backend.clear_session()
-    return statistics.median(seconds), min(seconds), max(seconds)
+    return statistics.median(seconds), min(seconds), max(seconds), statistics.median(cpu_seconds)
 
 
 def main():
@@ -97,10 +100,13 @@ def main():
         f"TF threads inter={tf.config.threading.get_inter_op_parallelism_threads()} "
         f"intra={tf.config.threading.get_intra_op_parallelism_threads()} (0 = all cores)"
     )
-    print()
-    print("| preset | layers | hidden | heads | intermediate | BertEncoder params | BertPretrainer params |")
-    print("|---|---|---|---|---|---|---|")
-    for preset in [p for p in args.presets.split(",") if p]:
+    print(f"Load average (1/5/15 min) at start: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    presets = [p for p in args.presets.split(",") if p]
+    if presets:
+        print()
+        print("| preset | layers | hidden | heads | intermediate | BertEncoder params | BertPretrainer params |")
+        print("|---|---|---|---|---|---|---|")
+    for preset in presets:
         config, encoder_params, pretrainer_params = count_parameters(preset)
         print(
             f"| {preset} | {config.num_hidden_layers} | {config.hidden_size} | "
@@ -117,21 +123,27 @@ def main():
     print()
     print(
         f"Forward time of BertEncoder (training=False, tf.function graph mode, no XLA; "
-        f"median of {args.runs} runs after {args.warmup} warm-up calls; [min–max])"
+        f"median wall-clock ms of {args.runs} runs after {args.warmup} warm-up calls, [min–max], "
+        f"sequences/s at the median, and the median process CPU ms per call, all threads)"
     )
     print()
-    print("| preset | batch × seq | " + " | ".join(f"{p} ms (sequences/s)" for p in policies) + " |")
+    print("| preset | batch × seq | " + " | ".join(f"{p}" for p in policies) + " |")
     print("|---|---|" + "---|" * len(policies))
     for case in cases:
         preset, batch_size, seq_length = case.split(":")
         batch_size, seq_length = int(batch_size), int(seq_length)
         cells = []
         for policy in policies:
-            median, low, high = time_forward(preset, batch_size, seq_length, policy, args.runs, args.warmup)
+            median, low, high, cpu = time_forward(
+                preset, batch_size, seq_length, policy, args.runs, args.warmup
+            )
             cells.append(
-                f"{median * 1e3:.1f} [{low * 1e3:.0f}–{high * 1e3:.0f}] ({batch_size / median:.1f}/s)"
+                f"{median * 1e3:.0f} [{low * 1e3:.0f}–{high * 1e3:.0f}] ({batch_size / median:.1f}/s), "
+                f"CPU {cpu * 1e3:.0f}"
             )
         print(f"| {preset} | {batch_size} × {seq_length} | " + " | ".join(cells) + " |", flush=True)
+    print()
+    print(f"Load average (1/5/15 min) at end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
