@@ -9,6 +9,8 @@ Input: one sentence per line, a blank line between documents. Example:
 See docs/pretraining_data.md for the algorithm, the streaming mode and its differences.
 """
 
+import signal
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -53,9 +55,16 @@ flags.DEFINE_enum("unicode_errors", "strict", ["strict", "replace", "ignore"],
 flags.mark_flags_as_required(["input_file", "output_file", "vocab_file"])
 
 
+def _exit_on_sigterm(signum, frame):
+    del frame
+    # An exception, unlike the default action, lets the library delete its temporary files.
+    raise SystemExit(128 + signum)
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     from bert_tf.data.pretraining_instances import create_pretraining_data  # pylint: disable=import-outside-toplevel
 
     try:
