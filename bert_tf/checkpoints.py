@@ -664,6 +664,7 @@ def load_checkpoint(model, path) -> LoadReport:
         entry.variable.assign(value.astype(_numpy_dtype(entry.variable)))
 
     _log_report(report, bound)
+    _warn_if_activation_differs(model, location)
     return report
 
 
@@ -800,9 +801,12 @@ def read_config(path):
     `config.json` (its activation names translated). bert_tf TF2 checkpoints: `bert_config.json`
     in the checkpoint's directory or its parent.
     """
+    return _read_config(_locate(path))
+
+
+def _read_config(location):
     from bert_tf.config import BertConfig
 
-    location = _locate(path)
     if location.format == HUGGING_FACE:
         return BertConfig.from_json_file(os.path.join(location.directory, "config.json"))
     candidates = [os.path.join(location.directory, "bert_config.json")]
@@ -815,6 +819,24 @@ def read_config(path):
         f"{location.path}: no bert_config.json found (looked for {', '.join(candidates)}); "
         "an original checkpoint keeps it in the same directory"
     )
+
+
+def _warn_if_activation_differs(model, location):
+    """Weights trained with one GELU silently give different outputs under the other."""
+    model_config = _model_config(model)
+    try:
+        checkpoint_config = _read_config(location)
+    except ValueError:
+        return
+    if model_config is not None and checkpoint_config.hidden_act != model_config.hidden_act:
+        logging.warning(
+            "%s: the checkpoint's config says hidden_act=%r but the model uses %r (bert_tf names: "
+            "'gelu' = tanh approximation, 'gelu_exact' = erf); outputs will differ from the "
+            "source model. Build the model from read_config(path) unless this is intended.",
+            location.path,
+            checkpoint_config.hidden_act,
+            model_config.hidden_act,
+        )
 
 
 def find_vocab_and_casing(path):

@@ -249,7 +249,7 @@ def test_find_vocab_and_casing_of_hugging_face_dir(minilm_dir):
     assert lower is True
 
 
-def test_minilm_matches_keras_hub_backbone(minilm_dir, minilm_config, minilm_batch):
+def test_minilm_matches_keras_hub_backbone(minilm_dir, minilm_config, minilm_batch, caplog):
     reference = keras_hub.models.BertBackbone.from_preset(minilm_dir)
     expected = reference(
         {
@@ -260,7 +260,9 @@ def test_minilm_matches_keras_hub_backbone(minilm_dir, minilm_config, minilm_bat
     )
     # keras-hub's BERT always uses the tanh GELU.
     encoder = BertEncoder(BertConfig.from_dict({**minilm_config.to_dict(), "hidden_act": "gelu"}))
-    report = checkpoints.load_checkpoint(encoder, minilm_dir)
+    with caplog.at_level(py_logging.WARNING):
+        report = checkpoints.load_checkpoint(encoder, minilm_dir)
+    assert any("hidden_act='gelu_exact'" in r.getMessage() for r in caplog.records)  # deliberate here
     assert report.format == "hugging_face"
     assert len(report.loaded) == 5 + 6 * 16 + 2 and not report.missing and not report.unused
     assert report.ignored == ["embeddings.position_ids"]
