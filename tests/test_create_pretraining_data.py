@@ -272,10 +272,13 @@ def test_inlined_draws_match_python_random():
     for n in [0, 1, 2, 3, 4, 7, 8, 9, 64, 65, 127, 128, 129, 511, 4100]:
         for seed in range(3):
             expected, actual = random.Random(seed), random.Random(seed)
+            skipped = random.Random(seed)
             items_expected, items_actual = list(range(n)), list(range(n))
             expected.shuffle(items_expected)
             pretraining_instances.shuffle_like_random(items_actual, actual.getrandbits)
+            pretraining_instances.skip_shuffle_draws(n, skipped.getrandbits)
             assert items_actual == items_expected
+            assert skipped.getstate() == expected.getstate()
             if n:
                 assert (pretraining_instances.randbelow_like_random(n, actual.getrandbits)
                         == expected.randrange(n))

@@ -65,22 +65,46 @@ _LOG_EVERY_SECONDS = 10.0
 # tests check these against `random.Random` itself.
 # ---------------------------------------------------------------------------------------------
 
-def shuffle_like_random(items, getrandbits):
-    """In-place shuffle, identical to `random.Random.shuffle` of the generator of `getrandbits`.
+_SHUFFLE_PLANS = {}
 
-    Step i draws j uniform in [0, i] with k = (i + 1).bit_length() bits; k is constant between
-    powers of two, so the loop runs in blocks of constant k.
+
+def _shuffle_plan(n):
+    """Fisher-Yates steps of a length-n shuffle, grouped by the number of bits each draw takes.
+
+    Step i (from n-1 down to 1) draws j uniform in [0, i] with k = (i + 1).bit_length() bits;
+    k is constant between powers of two. Returns ((k, range of i), ...), cached per n.
     """
-    high = len(items) - 1
-    while high >= 1:
-        k = (high + 1).bit_length()
-        low = max(1, (1 << (k - 1)) - 1)  # the smallest i with the same k
-        for i in range(high, low - 1, -1):
+    plan = _SHUFFLE_PLANS.get(n)
+    if plan is None:
+        blocks = []
+        high = n - 1
+        while high >= 1:
+            k = (high + 1).bit_length()
+            low = max(1, (1 << (k - 1)) - 1)  # the smallest i with the same k
+            blocks.append((k, range(high, low - 1, -1)))
+            high = low - 1
+        plan = tuple(blocks)
+        if n <= 4096:
+            _SHUFFLE_PLANS[n] = plan
+    return plan
+
+
+def shuffle_like_random(items, getrandbits):
+    """In-place shuffle, identical to `random.Random.shuffle` of the generator of `getrandbits`."""
+    for k, steps in _shuffle_plan(len(items)):
+        for i in steps:
             j = getrandbits(k)
             while j > i:
                 j = getrandbits(k)
             items[i], items[j] = items[j], items[i]
-        high = low - 1
+
+
+def skip_shuffle_draws(n, getrandbits):
+    """Makes exactly the draws of shuffling n items, without shuffling anything."""
+    for k, steps in _shuffle_plan(n):
+        for i in steps:
+            while getrandbits(k) > i:
+                pass
 
 
 def randbelow_like_random(n, getrandbits):
@@ -415,15 +439,7 @@ class InstanceSampler:
                 num_candidates = len_a + len_b
                 num_to_predict = min(max_predictions,
                                      max(1, round((num_candidates + 3) * masked_lm_prob)))
-                # The candidate shuffle's draws (see shuffle_like_random), without the swaps.
-                high = num_candidates - 1
-                while high >= 1:
-                    k = (high + 1).bit_length()
-                    low = max(1, (1 << (k - 1)) - 1)
-                    for step in range(high, low - 1, -1):
-                        while getrandbits(k) > step:
-                            pass
-                    high = low - 1
+                skip_shuffle_draws(num_candidates, getrandbits)  # the candidate shuffle
                 num_masked = min(num_to_predict, num_candidates)
                 for _ in range(num_masked):
                     if random_draw() < 0.8:
