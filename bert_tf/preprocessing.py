@@ -189,6 +189,7 @@ def _vocab_as_dict(vocab):
     return mapping
 
 
+@keras.saving.register_keras_serializable(package="bert_tf")
 class BertTokenizer(keras.layers.Layer):
     """Raw text -> WordPiece ids, identical to `bert_tf.tokenization.FullTokenizer`.
 
@@ -421,6 +422,7 @@ def _as_ragged_ids(segment):
     return tf.cast(segment, tf.int32)
 
 
+@keras.saving.register_keras_serializable(package="bert_tf")
 class BertPacker(keras.layers.Layer):
     """WordPiece ids of one or two segments -> `input_ids`, `input_mask`, `segment_ids`.
 
@@ -478,8 +480,8 @@ class BertPacker(keras.layers.Layer):
         }
 
     def compute_output_spec(self, inputs):
-        spec = keras.KerasTensor((None, self.seq_length), dtype="int32")
-        return {"input_ids": spec, "input_mask": spec, "segment_ids": spec}
+        shape = (None, self.seq_length)
+        return {name: keras.KerasTensor(shape, dtype="int32") for name in ("input_ids", "input_mask", "segment_ids")}
 
     def get_config(self):
         config = super().get_config()

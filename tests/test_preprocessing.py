@@ -183,6 +183,28 @@ def test_tokenizer_runs_inside_tf_data(vocab_file):
         assert row.tolist() == ids + [0] * (16 - len(ids))
 
 
+def test_functional_keras_model_and_keras_file_round_trip(tmp_path, vocab_file):
+    import keras  # pylint: disable=import-outside-toplevel
+
+    text_a = keras.Input(shape=(), dtype="string")
+    text_b = keras.Input(shape=(), dtype="string")
+    tokenizer = BertTokenizer(vocab_file)
+    features = BertPacker(12, cls_id=101, sep_id=102)((tokenizer(text_a), tokenizer(text_b)))
+    model = keras.Model([text_a, text_b], features)
+    path = str(tmp_path / "preprocessor.keras")
+    model.save(path)
+    restored = keras.models.load_model(path)
+    full_tokenizer = FullTokenizer(vocab_file)
+    texts_a, texts_b = ["Hello, World!", "ΟΔΟΣ ﬁne"], ["Straße", ""]
+    for candidate in (model, restored):
+        outputs = candidate([tf.constant(texts_a), tf.constant(texts_b)])
+        for index, (a, b) in enumerate(zip(texts_a, texts_b)):
+            ids, mask, types = expected_features(full_tokenizer.encode(a), full_tokenizer.encode(b), 12)
+            assert outputs["input_ids"][index].numpy().tolist() == ids
+            assert outputs["input_mask"][index].numpy().tolist() == mask
+            assert outputs["segment_ids"][index].numpy().tolist() == types
+
+
 # ---------------------------------------------------------------------------------------------
 # Packer
 # ---------------------------------------------------------------------------------------------
