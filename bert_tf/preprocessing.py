@@ -7,27 +7,28 @@ original (`run_classifier`'s rule) and pads.
 
 Why not tensorflow-text's `BertTokenizer`/`FastBertTokenizer` or keras-hub's `BertTokenizer`
 as they are: they differ from the original on control characters, U+FFFD, words longer than
-200 characters (they count bytes), compatibility characters (they case-fold or NFKC where the
-original lower-cases and NFDs), and their character tables are a newer Unicode version than
-Python's. This module builds its own pipeline from tensorflow-text pieces instead:
+200 characters (they count bytes), compatibility characters and ß (they case-fold where the
+original lower-cases), final sigma, and their character tables are a newer Unicode version than
+Python's. This module builds its own pipeline from core TF and tensorflow-text ops instead:
 
-  UTF-8 repair (drop invalid bytes) -> drop control characters -> whitespace to " "
-  -> spaces around CJK ideographs -> [lower -> NFD -> drop Mn] -> split on " " and around
-  punctuation -> words over 200 characters to [UNK] -> FastWordpieceTokenizer (greedy
-  longest-match-first, same result as the original's MaxMatch).
+  drop invalid UTF-8 -> drop control characters -> [uncased: lower -> NFD -> drop Mn]
+  -> whitespace to " ", spaces around CJK ideographs and punctuation -> split on " "
+  -> words over 200 characters to [UNK] -> FastWordpieceTokenizer (greedy longest-match-first,
+  the same result as the original's MaxMatch).
 
 Every character class in the regular expressions is generated from the running Python's
-`unicodedata` through the very predicates `FullTokenizer` uses, so both paths share one Unicode
-version. The two steps that must use library tables (lower-casing: TensorFlow's ICU; NFD:
-tensorflow-text's ICU) are compared with Python's `str.lower` / `unicodedata.normalize` over
-every code point once per process, and the characters where they disagree are patched in the
-graph. See docs/tokenization.md for the details and the remaining (vocabulary-dependent) caveat.
+`unicodedata` and `str.lower` through the predicates `FullTokenizer` uses, so both paths share
+one Unicode version. The two steps that must use library tables (lower-casing: TensorFlow's ICU;
+NFD: tensorflow-text's ICU) are compared with Python over every code point once per process,
+and the characters where they disagree (and capital sigma, whose final form depends on context)
+are handled in the graph with Python's answers. See docs/tokenization.md.
 """
 
 import functools
 import sys
 import unicodedata
 
+from absl import logging
 import keras
 import tensorflow as tf
 import tensorflow_text as tf_text
@@ -154,6 +155,11 @@ def library_disagreements():
                     lower_fixes[char] = target
                 else:
                     unfixable.append(char)
+    if unfixable:
+        logging.warning(
+            "tf.strings.lower disagrees with Python's str.lower on %d characters that bert_tf "
+            "cannot patch (%s); text containing them may tokenize differently in graph",
+            len(unfixable), ", ".join(f"U+{ord(c):04X}" for c in unfixable[:10]))
     return lower_fixes, nfd_fixes, unfixable
 
 
