@@ -90,6 +90,7 @@ def test_encoder_rejects_overlong_instances():
 def test_writer_bytes_equal_tensorflow_writer(tmp_path):
     records = [original_example(*i).SerializeToString() for i in random_instances(50)]
     records += [b"", b"x" * 5000]
+    records += [bytes(range(i % 200, i % 200 + 50)) * 30 for i in range(100)]  # > 64 KiB
     reference = str(tmp_path / "tf.tfrecord")
     with tf.io.TFRecordWriter(reference) as writer:
         for record in records:

@@ -201,6 +201,8 @@ class Crc32c:
             init.append(self._zero_byte(np.uint32(init[-1])))
         self._init_part = np.array(init, dtype=np.uint32)
 
+    _GROUP_BYTES = 1 << 16
+
     def crc(self, messages):
         """CRC-32C of each bytes object in `messages` (a list), as a uint32 array."""
         np = self._np
@@ -208,6 +210,22 @@ class Crc32c:
         if not len(messages):
             return np.zeros(0, np.uint32)
         self._grow(int(lengths.max()))
+        result = np.empty(len(messages), np.uint32)
+        # Groups of ~64 KiB keep the temporaries small: large ones would be fresh mmaps (page
+        # faults) on every call.
+        start = 0
+        group_bytes = 0
+        for index, length in enumerate(lengths.tolist()):
+            group_bytes += length
+            if group_bytes >= self._GROUP_BYTES or index == len(messages) - 1:
+                result[start:index + 1] = self._crc_group(messages[start:index + 1],
+                                                          lengths[start:index + 1])
+                start = index + 1
+                group_bytes = 0
+        return result
+
+    def _crc_group(self, messages, lengths):
+        np = self._np
         data = np.frombuffer(b"".join(messages), dtype=np.uint8)
         ends = np.cumsum(lengths)
         starts = ends - lengths
