@@ -386,7 +386,6 @@ class Trainer:
                 dataset = dataset.skip(skip_steps * micro_batches_per_step * per_pipeline)
             return dataset
 
-        self._last_global_batch = global_batch_size
         return self.strategy.distribute_datasets_from_function(fn)
 
     def _local_element_spec(self, dataset_fn, global_batch_size):
@@ -418,6 +417,14 @@ class Trainer:
             logging.info("global_step %d >= num_train_steps %d: nothing to train", start, num_train_steps)
             return {}
         element_spec = self._local_element_spec(dataset_fn, self.micro_batch_size)
+        batch_dim = tf.nest.flatten(element_spec)[0].shape[0]
+        if batch_dim is not None and batch_dim != self.micro_batch_size:
+            raise ValueError(
+                f"dataset_fn yields batches of {batch_dim} examples for one replica; expected "
+                f"input_context.get_per_replica_batch_size({self.micro_batch_size}) "
+                f"(train_batch_size {self.train_batch_size} / gradient_accumulation_steps "
+                f"{self.accumulation_steps})"
+            )
         self._loss_names = self._probe_loss_names(element_spec)
         self._train_metric_names = list(self._loss_names)
         dataset = self._distribute(

@@ -25,6 +25,7 @@ WORKER = textwrap.dedent(
     import numpy as np
     import tensorflow as tf
     strategy_name, logical_cpus, model_dir, output = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    accumulation, do_eval = int(sys.argv[5]), sys.argv[6] == "eval"
     if logical_cpus > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
@@ -54,16 +55,19 @@ WORKER = textwrap.dedent(
         # Shard examples (not batches) per worker: the global batch holds the same examples
         # as the one-device batch.
         ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
-        return ds.batch(ctx.get_per_replica_batch_size(8), drop_remainder=True)
+        return ds.batch(ctx.get_per_replica_batch_size(16 // accumulation), drop_remainder=True)
 
     with strategy.scope():
         model = BertPretrainer(config)
         optimizer = optimization.create_optimizer(2e-3, 8, 2)
     trainer = training.Trainer(strategy, model, optimizer, pretraining_loss, model_dir,
-                               train_batch_size=16, gradient_accumulation_steps=2,
+                               train_batch_size=16, gradient_accumulation_steps=accumulation,
                                steps_per_loop=4, save_checkpoints_steps=4)
     metrics = trainer.train(dataset_fn, 8)
-    results = trainer.evaluate(dataset_fn, 3, metrics_fn=PretrainingMetrics, batch_size=8)
+    results = {"loss": np.nan, "masked_lm_accuracy": np.nan}
+    if do_eval:
+        results = trainer.evaluate(dataset_fn, 3, metrics_fn=PretrainingMetrics,
+                                   batch_size=16 // accumulation)
     np.savez(output, *[v.numpy() for v in model.trainable_variables],
              replicas=strategy.num_replicas_in_sync, step=trainer.global_step,
              loss=metrics["loss"], eval_loss=results["loss"],
@@ -72,7 +76,7 @@ WORKER = textwrap.dedent(
 )
 
 
-def _run(tmp_path, name, strategy, logical_cpus, env_extra=None):
+def _run(tmp_path, name, strategy, logical_cpus, env_extra=None, accumulation=2, do_eval=True):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
@@ -81,7 +85,7 @@ def _run(tmp_path, name, strategy, logical_cpus, env_extra=None):
     output = tmp_path / f"{name}.npz"
     process = subprocess.Popen(
         [sys.executable, str(script), strategy, str(logical_cpus), str(tmp_path / f"{name}_dir"),
-         str(output)],
+         str(output), str(accumulation), "eval" if do_eval else "no_eval"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     return process, output
@@ -133,7 +137,10 @@ def test_two_workers_on_localhost_end_with_identical_weights(tmp_path, one_devic
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         processes.append(
-            _run(tmp_path, f"worker{index}", "multi_worker_mirrored", 1, {"TF_CONFIG": tf_config})
+            # No accumulation here (the one-device reference uses 2 micro-batches of 8: the
+            # same update) and no eval, to keep the two-process test short.
+            _run(tmp_path, f"worker{index}", "multi_worker_mirrored", 1, {"TF_CONFIG": tf_config},
+                 accumulation=1, do_eval=False)
         )
     # Both worker processes share one model_dir name per worker; the chief's is checked.
     results = [_finish(*p) for p in processes]

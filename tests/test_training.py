@@ -227,3 +227,10 @@ def test_float16_overflow_skips_the_update_and_halves_the_scale(tmp_path, restor
 def test_batch_not_divisible_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="gradient_accumulation_steps"):
         make_trainer(tmp_path, batch=10, accumulation=4)
+
+
+def test_dataset_with_the_wrong_batch_size_is_a_clear_error(tmp_path):
+    trainer, _ = make_trainer(tmp_path, batch=8, accumulation=2)
+    wrong = dataset_fn_for(tiny_data(), 8)  # the full batch instead of one micro-batch
+    with pytest.raises(ValueError, match="get_per_replica_batch_size\\(4\\)"):
+        trainer.train(wrong, 2)
