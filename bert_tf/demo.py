@@ -152,10 +152,19 @@ def run_demo(output_dir=DEFAULT_OUTPUT_DIR, vocab_size=2000, max_seq_length=64,
     logging.info("  checkpoint:      %s", result["checkpoint"])
     logging.info("  eval results:    %s", result["eval_results_file"])
     logging.info("  TensorBoard:     tensorboard --logdir %s", model_dir)
-    if result["train"]:
-        logging.info("  final train loss %.3f; eval loss %.3f, masked LM accuracy %.3f",
-                     result["train"]["loss"], result["eval"]["loss"],
-                     result["eval"]["masked_lm_accuracy"])
+    history = result["train_history"]
+    if history:
+        import math
+
+        chance = math.log(len(tokens)) + math.log(2)
+        (first_step, first), (last_step, last) = history[0], history[-1]
+        logging.info("  train loss:      %.3f (mean of steps 1-%d) -> %.3f (steps %d-%d); "
+                     "chance level %.2f", first["loss"], first_step, last["loss"],
+                     history[-2][0] + 1 if len(history) > 1 else 1, last_step, chance)
+    if result["eval"]:
+        logging.info("  eval:            loss %.3f, masked LM accuracy %.3f, next sentence "
+                     "accuracy %.3f", result["eval"]["loss"], result["eval"]["masked_lm_accuracy"],
+                     result["eval"]["next_sentence_accuracy"])
     logging.info("Run it again and it resumes from the checkpoint (nothing left to train); "
                  "delete %s/ to start over.", output_dir)
     logging.info("=" * 78)

@@ -112,8 +112,9 @@ def run_pretraining(settings: PretrainingSettings, strategy=None):
 
     The strategy (default: `tf.distribute.get_strategy()`) and the Keras dtype policy must be
     set up by the caller (bert_tf.cli.setup_from_flags does both). Returns
-    {"train": last train metrics or None, "eval": eval results or None,
-     "checkpoint": newest checkpoint path, "eval_results_file": path or None}.
+    {"train": last train metrics or None, "train_history": [(step, metrics)] per loop,
+     "eval": eval results or None, "checkpoint": newest checkpoint path,
+     "eval_results_file": path or None}.
     """
     import tensorflow as tf
 
@@ -150,7 +151,7 @@ def run_pretraining(settings: PretrainingSettings, strategy=None):
             report = checkpoints.load_checkpoint(model, settings.init_checkpoint)
             logging.info("init_checkpoint: %s", report)
 
-    result = {"train": None, "eval": None, "eval_results_file": None}
+    result = {"train": None, "train_history": [], "eval": None, "eval_results_file": None}
     if settings.do_train:
         logging.info("***** Running training *****  batch size %d, %d steps",
                      settings.train_batch_size, settings.num_train_steps)
@@ -160,6 +161,7 @@ def run_pretraining(settings: PretrainingSettings, strategy=None):
             seed=settings.seed)
         result["train"] = trainer.train(dataset_fn, settings.num_train_steps,
                                         init_fn=load_init_checkpoint)
+        result["train_history"] = trainer.history
     else:
         if trainer.restore() is None:
             load_init_checkpoint()

@@ -182,6 +182,8 @@ class Trainer:
         self._eval_loop_fn = None
         self._forward_backward_fn = None
         self._writers = {}
+        # (global_step, metrics dict) after every training loop of this process.
+        self.history = []
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -474,6 +476,7 @@ class Trainer:
                 metrics.get("learning_rate", float("nan")), examples_per_second,
                 _format_seconds(eta),
             )
+            self.history.append((step, dict(metrics)))
             self._write_summaries("train", metrics, step)
             if step % self.save_checkpoints_steps == 0 or step >= num_train_steps:
                 if self.model_dir:
