@@ -325,6 +325,7 @@ def test_one_and_two_workers_write_identical_bytes(data_dir, vocab_file, tmp_pat
                                 do_whole_word_mask=whole_word)
         contents.append(out.read_bytes())
     assert contents[0] == contents[1]
+    assert sorted(os.listdir(tmp_path)) == ["w1.tfrecord", "w2.tfrecord"]  # no scratch left
 
 
 def test_same_seed_same_bytes_other_seed_differs(data_dir, vocab_file, tmp_path):
@@ -336,6 +337,7 @@ def test_same_seed_same_bytes_other_seed_differs(data_dir, vocab_file, tmp_path)
                                 max_seq_length=32)
         contents.append(out.read_bytes())
     assert contents[0] == contents[1]
+    assert sorted(os.listdir(tmp_path)) == ["w1.tfrecord", "w2.tfrecord"]  # no scratch left
     assert contents[0] != contents[2]
 
 

@@ -1058,7 +1058,9 @@ def _run_in_memory(input_paths, tokenizer, encoder, unicode_errors, options, poo
     rng.shuffle(documents)
 
     if pool is not None and not options["do_whole_word_mask"] and not has_special_ids:
-        records = _sample_in_parallel(documents, sampler, pool, options)
+        # The shared corpus goes next to the output (disk), not to a /tmp that may be RAM.
+        scratch_dir = os.path.dirname(os.path.abspath(writer.output_files[0]))
+        records = _sample_in_parallel(documents, sampler, pool, options, scratch_dir)
     else:
         records = _sample_in_main_process(documents, sampler, pool, encoder, options)
     del documents
@@ -1075,7 +1077,7 @@ def _run_in_memory(input_paths, tokenizer, encoder, unicode_errors, options, poo
     return stats
 
 
-def _sample_in_parallel(documents, sampler, pool, options):
+def _sample_in_parallel(documents, sampler, pool, options, scratch_dir=None):
     """Workers sample; the main process only accounts for the draws and records states.
 
     The main process runs `account_document` (the same draws, on sentence lengths) and, every
@@ -1084,7 +1086,7 @@ def _sample_in_parallel(documents, sampler, pool, options):
     state, which must equal the main process's state at the end of the batch.
     """
     rng = sampler.rng
-    corpus = SharedCorpus.write(documents)
+    corpus = SharedCorpus.write(documents, scratch_dir)
     try:
         sentence_lengths = [[len(sentence) for sentence in document] for document in documents]
         total = options["dupe_factor"] * len(documents)
