@@ -61,7 +61,7 @@ def dataset_fn_for(data, micro_batch):
 
 
 def make_trainer(model_dir, batch=8, accumulation=1, total_steps=40, dropout=0.1, seed=1,
-                 lr=1e-3, steps_per_loop=10, save_every=1000, warmup=4):
+                 lr=1e-3, steps_per_loop=10, save_every=1000, warmup=4, jit=False):
     keras.utils.set_random_seed(seed)
     strategy = distribution.get_strategy("one_device")
     with strategy.scope():
@@ -70,7 +70,7 @@ def make_trainer(model_dir, batch=8, accumulation=1, total_steps=40, dropout=0.1
     trainer = training.Trainer(
         strategy, model, optimizer, pretraining_loss, str(model_dir), train_batch_size=batch,
         gradient_accumulation_steps=accumulation, steps_per_loop=steps_per_loop,
-        save_checkpoints_steps=save_every,
+        save_checkpoints_steps=save_every, jit_compile=jit,
     )
     return trainer, dataset_fn_for(tiny_data(), batch // accumulation)
 
@@ -234,3 +234,12 @@ def test_dataset_with_the_wrong_batch_size_is_a_clear_error(tmp_path):
     wrong = dataset_fn_for(tiny_data(), 8)  # the full batch instead of one micro-batch
     with pytest.raises(ValueError, match="get_per_replica_batch_size\\(4\\)"):
         trainer.train(wrong, 2)
+
+
+def test_jit_compile_gives_the_same_update(tmp_path):
+    plain, dataset_fn = make_trainer(tmp_path / "plain", dropout=0.0, total_steps=2, steps_per_loop=2)
+    xla, _ = make_trainer(tmp_path / "xla", dropout=0.0, total_steps=2, steps_per_loop=2, jit=True)
+    plain.train(dataset_fn, 2)
+    xla.train(dataset_fn, 2)
+    for a, b in zip(weights_of(plain.model), weights_of(xla.model)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
