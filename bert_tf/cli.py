@@ -107,7 +107,9 @@ def setup_from_flags(flag_values=flags.FLAGS):
     """
     import keras
 
+    # The strategy first: MultiWorkerMirroredStrategy must be created before other TF work.
+    strategy = strategy_from_flags(flag_values)
     keras.utils.set_random_seed(flag_values.seed)
     policy = distribution.set_mixed_precision(flag_values.mixed_precision)
     logging.info("Keras dtype policy: %s", policy)
-    return strategy_from_flags(flag_values)
+    return strategy
