@@ -71,7 +71,7 @@ def write_corpus(documents, path):
 
 def run_demo(output_dir=DEFAULT_OUTPUT_DIR, vocab_size=2000, max_seq_length=64,
              max_predictions_per_seq=10, num_train_steps=600, train_batch_size=32,
-             learning_rate=1e-3, seed=12345):
+             learning_rate=3e-4, seed=12345):
     """Runs the whole demo; returns the result dict of run_pretraining plus the paths."""
     import keras
 
