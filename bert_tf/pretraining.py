@@ -131,9 +131,6 @@ def run_pretraining(settings: PretrainingSettings, strategy=None):
             f"only trained up to sequence length {bert_config.max_position_embeddings} "
             f"(--max_seq_length vs max_position_embeddings in {settings.bert_config_file})")
     tf.io.gfile.makedirs(settings.output_dir)
-    config_copy = os.path.join(settings.output_dir, "bert_config.json")
-    if not tf.io.gfile.exists(config_copy):
-        bert_config.to_json_file(config_copy)
 
     model, optimizer = build_pretrainer(strategy, bert_config, settings)
     trainer = training.Trainer(
@@ -145,6 +142,10 @@ def run_pretraining(settings: PretrainingSettings, strategy=None):
         keep_checkpoint_max=settings.keep_checkpoint_max,
         jit_compile=settings.jit_compile,
     )
+
+    config_copy = os.path.join(settings.output_dir, "bert_config.json")
+    if trainer.is_chief and not tf.io.gfile.exists(config_copy):
+        bert_config.to_json_file(config_copy)  # lets read_config/load_checkpoint find it
 
     def load_init_checkpoint():
         if settings.init_checkpoint:
