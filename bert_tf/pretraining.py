@@ -80,15 +80,10 @@ def pretraining_dataset_fn(input_file, global_batch_size, max_seq_length, max_pr
         kwargs = dict(is_training=is_training, seed=seed)
         if not is_training:
             kwargs.update(repeat=True, drop_remainder=True)  # the original eval input_fn
-        if input_context.num_input_pipelines > 1:
-            # Files (or records) are sharded per worker; the reader divides the batch.
-            return pretraining_dataset(input_file, global_batch_size, max_seq_length,
-                                       max_predictions_per_seq, input_context=input_context,
-                                       **kwargs)
-        # One input pipeline feeding all local replicas: batches of one replica's share.
-        return pretraining_dataset(
-            input_file, input_context.get_per_replica_batch_size(global_batch_size),
-            max_seq_length, max_predictions_per_seq, **kwargs)
+        # Files (or records) are sharded per input pipeline; the reader yields each replica's
+        # share of the global batch.
+        return pretraining_dataset(input_file, global_batch_size, max_seq_length,
+                                   max_predictions_per_seq, input_context=input_context, **kwargs)
 
     return dataset_fn
 

@@ -186,6 +186,21 @@ def test_sharding_with_input_context(tmp_path):
                                          for i in instances}, pattern
 
 
+def test_one_pipeline_feeding_two_replicas_yields_per_replica_batches(tmp_path):
+    # MirroredStrategy on one machine: one input pipeline, two replicas in sync. Each batch is
+    # one replica's share (8 / 2) and the single pipeline still reads every record.
+    instances = random_instances(24, seed=3)
+    write_original_files(str(tmp_path), instances, num_files=2)
+    context = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
+                                         num_replicas_in_sync=2)
+    dataset = pretraining_dataset(str(tmp_path / "orig-*.tfrecord"), batch_size=8,
+                                  max_seq_length=SEQ, max_predictions_per_seq=PREDS,
+                                  is_training=False, input_context=context)
+    batches = list(dataset)
+    assert [b["input_ids"].shape[0] for b in batches] == [4] * 6
+    assert {tuple(r) for b in batches for r in b["input_ids"].numpy()} == {
+        tuple(expected_features(i)["input_ids"]) for i in instances}
+
 def test_length_mismatch_names_file_and_both_lengths(tmp_path):
     paths = write_original_files(str(tmp_path), random_instances(3), num_files=1)
     with pytest.raises(ValueError, match=r"orig-0.tfrecord.*input_ids.*length 16, expected 32.*"

@@ -477,13 +477,15 @@ def pretraining_dataset(file_pattern, batch_size, max_seq_length, max_prediction
 
     files_dataset = tf.data.Dataset.from_tensor_slices((files, compression))
     shard_records = False
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        if len(files) >= input_context.num_input_pipelines:
-            files_dataset = files_dataset.shard(input_context.num_input_pipelines,
-                                                input_context.input_pipeline_id)
-        else:
-            shard_records = True
+    if input_context is not None:
+        # One replica's share of the global batch, also when one pipeline feeds all replicas.
         batch_size = input_context.get_per_replica_batch_size(batch_size)
+        if input_context.num_input_pipelines > 1:
+            if len(files) >= input_context.num_input_pipelines:
+                files_dataset = files_dataset.shard(input_context.num_input_pipelines,
+                                                    input_context.input_pipeline_id)
+            else:
+                shard_records = True
 
     def read_file(path, ctype):
         return tf.data.TFRecordDataset(path, compression_type=ctype)
