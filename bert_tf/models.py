@@ -230,14 +230,14 @@ class BertPretrainer(_BertModel):
         return outputs
 
 
-@keras.saving.register_keras_serializable(package="bert_tf")
-class BertClassifier(_BertModel):
-    """Sequence classifier of run_classifier: dropout + dense on the pooled output.
+class _BertWithClassifierHead(_BertModel):
+    """Encoder + dropout + Dense(num_labels) on one of the encoder's outputs.
 
-    Adds output `logits` float32 [batch, num_labels]; with num_labels == 1 it is a regression
-    score (e.g. STS-B). `.classifier` is a Dense [hidden, num_labels]: the transpose of the
-    original's top-level `output_weights` [num_labels, hidden], plus `output_bias`.
+    Subclasses name the encoder output the head reads (`_head_input`). The Dense kernel uses a
+    fixed stddev 0.02, as the original run_classifier's output layer.
     """
+
+    _head_input = None  # "pooled_output" or "sequence_output"
 
     def __init__(self, config, num_labels, classifier_dropout=0.1, **kwargs):
         super().__init__(config, **kwargs)
@@ -263,8 +263,8 @@ class BertClassifier(_BertModel):
 
     def call(self, inputs, training=None):
         outputs = dict(self.encoder(inputs, training=training))
-        pooled = self.dropout(outputs["pooled_output"], training=training)
-        outputs["logits"] = _float32(self.classifier(pooled))
+        features = self.dropout(outputs[self._head_input], training=training)
+        outputs["logits"] = _float32(self.classifier(features))
         return outputs
 
     def get_config(self):
@@ -274,44 +274,25 @@ class BertClassifier(_BertModel):
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
-class BertTokenClassifier(_BertModel):
+class BertClassifier(_BertWithClassifierHead):
+    """Sequence classifier of run_classifier: dropout + dense on the pooled output.
+
+    Adds output `logits` float32 [batch, num_labels]; with num_labels == 1 it is a regression
+    score (e.g. STS-B). `.classifier` is a Dense [hidden, num_labels]: the transpose of the
+    original's top-level `output_weights` [num_labels, hidden], plus `output_bias`.
+    """
+
+    _head_input = "pooled_output"
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class BertTokenClassifier(_BertWithClassifierHead):
     """Per-token classifier (e.g. NER): dropout + dense on every position's hidden state.
 
     Adds output `logits` float32 [batch, seq, num_labels].
     """
 
-    def __init__(self, config, num_labels, classifier_dropout=0.1, **kwargs):
-        super().__init__(config, **kwargs)
-        _check_num_labels(num_labels)
-        self.num_labels = num_labels
-        self.classifier_dropout = classifier_dropout
-        policy = self.dtype_policy
-        with keras.name_scope(self.name):  # variable paths "<model>/encoder/..."
-            self.encoder = BertEncoder(self.config, name="encoder", dtype=policy)
-        self.dropout = keras.layers.Dropout(classifier_dropout, name="dropout", dtype=policy)
-        self.classifier = keras.layers.Dense(
-            num_labels,
-            kernel_initializer=truncated_normal(CLASSIFIER_INITIALIZER_STDDEV),
-            name="classifier",
-            dtype=policy,
-        )
-        self._finish_init()
-
-    def build(self, input_shape=None):
-        build_once(self.encoder)
-        build_once(self.classifier, (None, None, self.config.hidden_size))
-        self.built = True
-
-    def call(self, inputs, training=None):
-        outputs = dict(self.encoder(inputs, training=training))
-        sequence = self.dropout(outputs["sequence_output"], training=training)
-        outputs["logits"] = _float32(self.classifier(sequence))
-        return outputs
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(num_labels=self.num_labels, classifier_dropout=self.classifier_dropout)
-        return config
+    _head_input = "sequence_output"
 
 
 def _check_num_labels(num_labels):
