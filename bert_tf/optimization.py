@@ -267,6 +267,15 @@ class _BertOptimizerBase(tf.Module):
             value = tf.where(should_apply, value, old)
         return target.assign(value, read_value=False)
 
+    def _adam_moments(self, var, grad, slots):
+        """(old m, v, w, next m, v): the Adam moment update that AdamWeightDecay and LAMB share."""
+        m, v = slots
+        grad = tf.cast(grad, var.dtype)
+        old_m, old_v, old_w = m.read_value(), v.read_value(), var.read_value()
+        next_m = self.beta_1 * old_m + (1.0 - self.beta_1) * grad
+        next_v = self.beta_2 * old_v + (1.0 - self.beta_2) * tf.square(grad)
+        return old_m, old_v, old_w, next_m, next_v
+
 
 class AdamWeightDecay(_BertOptimizerBase):
     """The original BERT "AdamWeightDecayOptimizer".
@@ -283,10 +292,7 @@ class AdamWeightDecay(_BertOptimizerBase):
 
     def _update_variable(self, var, grad, lr, slots, step, options, should_apply):
         m, v = slots
-        grad = tf.cast(grad, var.dtype)
-        old_m, old_v, old_w = m.read_value(), v.read_value(), var.read_value()
-        next_m = self.beta_1 * old_m + (1.0 - self.beta_1) * grad
-        next_v = self.beta_2 * old_v + (1.0 - self.beta_2) * tf.square(grad)
+        old_m, old_v, old_w, next_m, next_v = self._adam_moments(var, grad, slots)
         update = next_m / (tf.sqrt(next_v) + self.epsilon)
         if options["decay"]:
             update += self.weight_decay_rate * old_w
@@ -335,10 +341,7 @@ class Lamb(_BertOptimizerBase):
 
     def _update_variable(self, var, grad, lr, slots, step, options, should_apply):
         m, v = slots
-        grad = tf.cast(grad, var.dtype)
-        old_m, old_v, old_w = m.read_value(), v.read_value(), var.read_value()
-        next_m = self.beta_1 * old_m + (1.0 - self.beta_1) * grad
-        next_v = self.beta_2 * old_v + (1.0 - self.beta_2) * tf.square(grad)
+        old_m, old_v, old_w, next_m, next_v = self._adam_moments(var, grad, slots)
         m_hat, v_hat = next_m, next_v
         if self.bias_correction:
             t = tf.cast(step + 1, var.dtype)
