@@ -469,10 +469,11 @@ class Trainer:
             rate = steps_done / overall if steps_done > 0 and overall > 0 else num_steps / max(elapsed, 1e-9)
             eta = (num_train_steps - step) / max(rate, 1e-9)
             metrics["examples_per_second"] = examples_per_second
+            names = sorted(self._loss_names, key=lambda k: k != "loss")  # "loss" first
+            losses = ", ".join(f"{k} {metrics[k]:.4f}" for k in names)
             logging.info(
-                "step %d/%d: loss %.4f, %s, lr %.3g, %.1f examples/s, ETA %s",
-                step, num_train_steps, metrics["loss"],
-                ", ".join(f"{k} {metrics[k]:.4f}" for k in self._loss_names if k != "loss"),
+                "step %d/%d: %s, lr %.3g, %.1f examples/s, ETA %s",
+                step, num_train_steps, losses,
                 metrics.get("learning_rate", float("nan")), examples_per_second,
                 _format_seconds(eta),
             )
