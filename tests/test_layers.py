@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from bert_tf.layers import (
+    BertDense,
     BertEmbeddings,
     BertMaskedLMHead,
     BertNextSentenceHead,
@@ -214,3 +215,24 @@ def test_gelu_constant_is_sqrt_two_over_pi():
     x = 0.7
     expected = 0.5 * x * (1 + math.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
     assert float(gelu(tf.constant(x, tf.float64))) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (2, 5, 4), (2, 3, 5, 4)])
+def test_bert_dense_is_x_times_kernel_plus_bias_on_any_rank(shape):
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=shape).astype(np.float32)
+    layer = BertDense(6, activation=gelu)
+    layer.build((None, 4))
+    kernel = rng.normal(size=(4, 6)).astype(np.float32)
+    bias = rng.normal(size=(6,)).astype(np.float32)
+    layer.kernel.assign(kernel)
+    layer.bias.assign(bias)
+    pre = x @ kernel + bias  # NumPy reference, then the original's tanh GELU by hand
+    expected = 0.5 * pre * (1 + np.tanh(math.sqrt(2 / math.pi) * (pre + 0.044715 * pre**3)))
+    out = layer(tf.constant(x))
+    assert out.shape == shape[:-1] + (6,)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    # same variables (names, shapes) as keras.layers.Dense, so checkpoints are unchanged
+    assert [v.path.split("/")[-1] for v in layer.weights] == ["kernel", "bias"]
+    restored = BertDense.from_config(layer.get_config())
+    assert restored.units == 6 and restored.activation is gelu

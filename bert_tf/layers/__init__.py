@@ -2,6 +2,7 @@
 
 from bert_tf.layers.activations import gelu, gelu_exact, get_activation
 from bert_tf.layers.attention import BertSelfAttention, attention_bias
+from bert_tf.layers.dense import BertDense
 from bert_tf.layers.embeddings import LAYER_NORM_EPSILON, BertEmbeddings
 from bert_tf.layers.masked_lm import BertMaskedLMHead, gather_positions
 from bert_tf.layers.next_sentence import BertNextSentenceHead
@@ -9,6 +10,7 @@ from bert_tf.layers.pooler import BertPooler
 from bert_tf.layers.transformer import BertTransformerBlock
 
 __all__ = [
+    "BertDense",
     "BertEmbeddings",
     "BertMaskedLMHead",
     "BertNextSentenceHead",

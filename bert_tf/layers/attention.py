@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from bert_tf.layers.dense import BertDense
 from bert_tf.layers.utils import build_once, truncated_normal
 
 MASK_ADDER = -10000.0
@@ -62,7 +63,7 @@ class BertSelfAttention(keras.layers.Layer):
         self.initializer_range = initializer_range
 
         def dense(name):
-            return keras.layers.Dense(
+            return BertDense(
                 hidden_size,
                 kernel_initializer=truncated_normal(initializer_range),
                 name=name,

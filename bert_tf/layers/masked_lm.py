@@ -5,6 +5,7 @@ import tensorflow as tf
 from keras import ops
 
 from bert_tf.layers.activations import get_activation
+from bert_tf.layers.dense import BertDense
 from bert_tf.layers.embeddings import LAYER_NORM_EPSILON
 from bert_tf.layers.utils import build_once, truncated_normal
 
@@ -30,7 +31,7 @@ class BertMaskedLMHead(keras.layers.Layer):
         self.hidden_size = hidden_size
         self.hidden_act = hidden_act
         self.initializer_range = initializer_range
-        self.transform = keras.layers.Dense(
+        self.transform = BertDense(
             hidden_size,
             activation=get_activation(hidden_act),
             kernel_initializer=truncated_normal(initializer_range),

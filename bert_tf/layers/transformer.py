@@ -4,6 +4,7 @@ import keras
 
 from bert_tf.layers.activations import get_activation
 from bert_tf.layers.attention import BertSelfAttention
+from bert_tf.layers.dense import BertDense
 from bert_tf.layers.embeddings import LAYER_NORM_EPSILON
 from bert_tf.layers.utils import build_once, truncated_normal
 
@@ -56,14 +57,14 @@ class BertTransformerBlock(keras.layers.Layer):
         self.attention_layer_norm = keras.layers.LayerNormalization(
             epsilon=LAYER_NORM_EPSILON, name="attention_layer_norm", dtype=policy
         )
-        self.intermediate = keras.layers.Dense(
+        self.intermediate = BertDense(
             intermediate_size,
             activation=get_activation(hidden_act),
             kernel_initializer=init,
             name="intermediate",
             dtype=policy,
         )
-        self.output_dense = keras.layers.Dense(
+        self.output_dense = BertDense(
             hidden_size, kernel_initializer=init, name="output_dense", dtype=policy
         )
         self.output_dropout = keras.layers.Dropout(
