@@ -277,6 +277,22 @@ class _BertOptimizerBase(tf.Module):
         return old_m, old_v, old_w, next_m, next_v
 
 
+@tf.function(jit_compile=True, autograph=False)
+def _adam_weight_decay_math(grad, m, v, w, lr, beta_1, beta_2, epsilon, weight_decay_rate):
+    """One AdamWeightDecay step's arithmetic, fused by XLA into one pass over the variable.
+
+    Unfused, the ~10 elementwise ops each stream the whole variable through memory; on CPU that
+    was 0.4 s per step for BERT-Base's 110M parameters. The Python floats and None are traced
+    as constants (one compiled kernel per shape and option).
+    """
+    next_m = beta_1 * m + (1.0 - beta_1) * grad
+    next_v = beta_2 * v + (1.0 - beta_2) * tf.square(grad)
+    update = next_m / (tf.sqrt(next_v) + epsilon)
+    if weight_decay_rate is not None:
+        update += weight_decay_rate * w
+    return next_m, next_v, w - lr * update
+
+
 class AdamWeightDecay(_BertOptimizerBase):
     """The original BERT "AdamWeightDecayOptimizer".
 
@@ -292,11 +308,12 @@ class AdamWeightDecay(_BertOptimizerBase):
 
     def _update_variable(self, var, grad, lr, slots, step, options, should_apply):
         m, v = slots
-        old_m, old_v, old_w, next_m, next_v = self._adam_moments(var, grad, slots)
-        update = next_m / (tf.sqrt(next_v) + self.epsilon)
-        if options["decay"]:
-            update += self.weight_decay_rate * old_w
-        next_w = old_w - tf.cast(lr, var.dtype) * update
+        old_m, old_v, old_w = m.read_value(), v.read_value(), var.read_value()
+        next_m, next_v, next_w = _adam_weight_decay_math(
+            tf.cast(grad, var.dtype), old_m, old_v, old_w, tf.cast(lr, var.dtype),
+            self.beta_1, self.beta_2, self.epsilon,
+            self.weight_decay_rate if options["decay"] else None,
+        )
         return tf.group(
             self._assign(m, next_m, old_m, should_apply),
             self._assign(v, next_v, old_v, should_apply),
