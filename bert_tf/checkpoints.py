@@ -808,7 +808,11 @@ def _read_config(location):
     from bert_tf.config import BertConfig
 
     if location.format == HUGGING_FACE:
-        return BertConfig.from_json_file(os.path.join(location.directory, "config.json"))
+        # A Hugging Face folder's config.json means HF semantics ("gelu" = erf) even when it
+        # lacks the HF-only keys that auto-detection looks for.
+        return BertConfig.from_json_file(
+            os.path.join(location.directory, "config.json"), source="hugging_face"
+        )
     candidates = [os.path.join(location.directory, "bert_config.json")]
     if location.format == TF2:
         candidates.append(os.path.join(os.path.dirname(location.directory), "bert_config.json"))

@@ -243,6 +243,19 @@ def test_read_config_of_hugging_face_dir(minilm_config):
     assert c.hidden_act == "gelu_exact"  # HF "gelu" is the erf form
 
 
+
+def test_hugging_face_dir_config_keeps_hf_gelu_meaning_without_hf_only_keys(tmp_path):
+    # An old config.json with only the original keys: in a Hugging Face folder "gelu" is
+    # still the erf form, although the same file beside a TF1 checkpoint would mean tanh.
+    config = {"vocab_size": 30, "hidden_size": 8, "num_hidden_layers": 1,
+              "num_attention_heads": 2, "intermediate_size": 16, "hidden_act": "gelu",
+              "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+              "max_position_embeddings": 16, "type_vocab_size": 2, "initializer_range": 0.02}
+    save_file({"embeddings.word_embeddings.weight": np.zeros((30, 8), np.float32)},
+              str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert checkpoints.read_config(str(tmp_path)).hidden_act == "gelu_exact"
+
 def test_find_vocab_and_casing_of_hugging_face_dir(minilm_dir):
     vocab, lower = checkpoints.find_vocab_and_casing(minilm_dir)
     assert vocab == os.path.join(minilm_dir, "vocab.txt")
