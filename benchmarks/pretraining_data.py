@@ -125,6 +125,7 @@ def main():
     args = parser.parse_args()
 
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="bench_pretraining_data_")
+    os.makedirs(work_dir, exist_ok=True)
     sentences = read_sentences(args.data_dir)
     corpora = {}
     for copies in (1, 4):
