@@ -285,6 +285,55 @@ def test_inlined_draws_match_python_random():
             assert actual.random() == expected.random()
 
 
+def test_c_accelerator_is_built():
+    # setup.py builds it whenever a C compiler is present (as on CI); without it the parallel
+    # mode silently falls back to the slower Python walk, which the tests below compare with.
+    assert pretraining_instances._pretraining_accel is not None
+
+
+@pytest.mark.parametrize("max_seq_length, max_predictions, masked_lm_prob, short_seq_prob", [
+    (128, 20, 0.15, 0.1), (16, 3, 0.15, 0.9), (40, 7, 0.5, 0.0), (9, 20, 0.15, 1.0)])
+def test_c_pretraining_accel_matches_the_python_walk(max_seq_length, max_predictions,
+                                                   masked_lm_prob, short_seq_prob):
+    if pretraining_instances._pretraining_accel is None:
+        pytest.fail("bert_tf.data._pretraining_accel is not built")
+    rng = random.Random(max_seq_length)
+    # One-sentence documents (always a random next), sentences longer than max_seq_length
+    # (truncation), short targets: every branch of the walk.
+    documents = [[[0] * rng.choice([1, 2, 5, 9, 30, 150]) for _ in range(rng.randint(1, 9))]
+                 for _ in range(300)]
+    lengths = pretraining_instances.SentenceLengths(documents)
+
+    class Vocabulary:
+        word_ids = list(range(30522))
+
+    results = []
+    for accelerated in (False, True):
+        sampler = pretraining_instances.InstanceSampler(
+            Vocabulary(), random.Random(5), max_seq_length, max_predictions, masked_lm_prob,
+            short_seq_prob, do_whole_word_mask=False, documents_have_special_ids=False)
+        ends = []
+        for _ in range(2):
+            first = 0
+            while first < len(documents):
+                first = sampler.account_documents(lengths, first, 37, accelerated=accelerated)
+                ends.append(first)
+        results.append((sampler.rng.getstate(), vars(sampler.stats), ends))
+    assert results[0] == results[1]
+    assert results[0][1]["instances"] > 600  # the walk did count instances
+    assert len(results[0][2]) > 20  # and stopped at many batch boundaries
+
+
+def test_c_shuffle_matches_random_shuffle():
+    for n in [0, 1, 2, 3, 255, 256, 257, 100003]:
+        expected, actual = random.Random(n), random.Random(n)
+        items_expected, items_actual = list(range(n)), list(range(n))
+        expected.shuffle(items_expected)
+        pretraining_instances.shuffle_list(actual, items_actual)
+        assert items_actual == items_expected
+        assert actual.getstate() == expected.getstate()
+
+
 # ---------------------------------------------------------------------------------------------
 # Exactly the original
 # ---------------------------------------------------------------------------------------------
@@ -326,6 +375,35 @@ def test_one_and_two_workers_write_identical_bytes(data_dir, vocab_file, tmp_pat
         contents.append(out.read_bytes())
     assert contents[0] == contents[1]
     assert sorted(os.listdir(tmp_path)) == ["w1.tfrecord", "w2.tfrecord"]  # no scratch left
+
+
+def test_two_workers_gzip_and_three_files_and_no_c_module_write_the_same_records(
+        data_dir, vocab_file, tmp_path, monkeypatch):
+    # The parallel mode writes through three paths: workers copying spooled records into the
+    # output (plain files), the main process gathering them (GZIP is one stream), and the
+    # Python fallbacks when the C module is missing. All must give the 1-worker bytes.
+    import gzip
+
+    corpus = os.path.join(data_dir, "large.txt")
+    options = dict(dupe_factor=2, max_seq_length=64)
+
+    def run(name, **kwargs):
+        outputs = [str(tmp_path / f"{name}{k}.tfrecord") for k in range(3)]
+        create_pretraining_data(corpus, outputs, vocab_file, **options, **kwargs)
+        return outputs
+
+    def contents(paths, compressed=False):
+        return [(gzip.open if compressed else open)(p, "rb").read() for p in paths]
+
+    expected = contents(run("one", num_workers=1))
+    assert all(expected) and len(set(expected)) == 3
+    assert contents(run("two", num_workers=2)) == expected
+    assert contents(run("gz", num_workers=2, gzip=True), compressed=True) == expected
+    monkeypatch.setattr(pretraining_instances, "_pretraining_accel", None)
+    assert contents(run("py", num_workers=2)) == expected
+    assert contents(run("pygz", num_workers=2, gzip=True), compressed=True) == expected
+    leftovers = [n for n in os.listdir(tmp_path) if not n.endswith(".tfrecord")]
+    assert leftovers == []  # spool and corpus scratch files are gone
 
 
 def test_same_seed_same_bytes_other_seed_differs(data_dir, vocab_file, tmp_path):

@@ -114,6 +114,32 @@ def test_writer_bytes_equal_tensorflow_writer(tmp_path):
     assert read == records
 
 
+def test_write_framed_many_round_robins_like_tensorflow_writers(tmp_path):
+    # 10,000 records over three files, written in uneven batches (batches straddle the
+    # round-robin turn) as bytes and memoryviews: each file must equal TensorFlow's writer fed
+    # every third record.
+    records = [bytes([i % 251]) * (i % 97) for i in range(10000)]
+    framed = pretraining_records.Crc32c().frame(records)
+    paths = [str(tmp_path / f"mine{k}.tfrecord") for k in range(3)]
+    writer = pretraining_records.RecordFileWriter(paths)
+    writer.write_framed(framed[0])
+    start = 1
+    for size in (1, 2, 4100, 5, 9000):
+        batch = framed[start:start + size]
+        writer.write_framed_many(batch if size % 2 else [memoryview(r) for r in batch])
+        start += size
+    assert start >= len(framed)
+    assert writer.num_records == [3334, 3333, 3333]
+    writer.close()
+    for k, path in enumerate(paths):
+        reference = str(tmp_path / f"tf{k}.tfrecord")
+        with tf.io.TFRecordWriter(reference) as tf_writer:
+            for record in records[k::3]:
+                tf_writer.write(record)
+        with open(reference, "rb") as a, open(path, "rb") as b:
+            assert a.read() == b.read(), path
+
+
 def test_writer_leaves_nothing_on_failure(tmp_path):
     path = tmp_path / "out.tfrecord"
     with pytest.raises(RuntimeError):

@@ -9,10 +9,12 @@ order, so the same input and seed give the same records.
 Two modes:
 
 * default: the original semantics — the whole corpus in memory, shuffled and sampled as one.
-  `num_workers` parallelises only the work that does not touch the random generator
-  (tokenizing lines, encoding `tf.train.Example` bytes), so the output is byte-identical for any
-  number of workers. Instance sampling itself is inherently sequential and runs in the main
-  process, overlapped with the encoding in the workers.
+  With `num_workers` > 1 the output is byte-identical for any number of workers: workers
+  tokenize; the main process walks the generator through the draws only (on sentence lengths,
+  in C when `_pretraining_accel` is built) and records its state every ~512 instances; workers
+  replay the real sampling of each batch from its state and spool the encoded records to
+  scratch files; the main process shuffles record numbers and workers copy the records into
+  the output in that order (see `_sample_in_parallel` and `RecordSpool`).
 * streaming: for corpora larger than memory. Documents are read in windows of
   `streaming_window_documents`; each window is shuffled, paired (random-next segments come from
   the same window) and its instances shuffled on its own, with its own generator (window 0 uses
@@ -31,10 +33,12 @@ import array
 import collections
 import dataclasses
 import glob as _glob
+import itertools
 import mmap
 import multiprocessing
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -42,6 +46,11 @@ import time
 from absl import logging
 
 from bert_tf.data import pretraining_records
+
+try:  # the C walk of `InstanceSampler.account_documents`; optional (setup.py builds it)
+    from bert_tf.data import _pretraining_accel
+except ImportError:  # no compiler at install time: the Python walk, same draws, slower
+    _pretraining_accel = None
 
 CLS_TOKEN = "[CLS]"
 SEP_TOKEN = "[SEP]"
@@ -105,6 +114,16 @@ def skip_shuffle_draws(n, getrandbits):
         for i in steps:
             while getrandbits(k) > i:
                 pass
+
+
+def shuffle_list(rng, items):
+    """`rng.shuffle(items)` for a list: the same draws and order, in C when the accelerator is
+    built (random.shuffle is a Python loop: 0.4 s for the 317k records of a 8 MB corpus)."""
+    if _pretraining_accel is None or len(items) >= 1 << 32:
+        rng.shuffle(items)
+        return
+    version, state, gauss_next = rng.getstate()
+    rng.setstate((version, _pretraining_accel.shuffle(state, items), gauss_next))
 
 
 def randbelow_like_random(n, getrandbits):
@@ -375,9 +394,11 @@ class InstanceSampler:
         Without whole-word masking and without [CLS]/[SEP] ids inside sentences, every draw of
         the original depends on the document only through sentence lengths: which sentences
         form A and B, how many tokens truncation removes, how many candidates are shuffled and
-        how many pieces get the 80/10/10 draw. The main process runs this (about a third of the
-        cost of sampling), recording the generator state every few documents, and worker
-        processes replay the real sampling from those states in parallel.
+        how many pieces get the 80/10/10 draw. The main process makes this walk, recording the
+        generator state every few documents, and worker processes replay the real sampling
+        from those states in parallel. This Python version is the reference (about a quarter of
+        the cost of sampling); `account_documents` uses the same walk in C
+        (`_pretraining_accel.account`, about 6x faster) when it is built.
         """
         if self.do_whole_word_mask or self.documents_have_special_ids:
             raise ValueError("draw accounting needs per-piece masking and plain sentences")
@@ -460,6 +481,53 @@ class InstanceSampler:
         stats.masked += masked_total
         stats.random_next += random_next_total
         return instances
+
+    def account_documents(self, lengths, first, max_instances, accelerated=True):
+        """`account_document` for documents first, first + 1, ... until at least
+        `max_instances` instances were counted or the documents end; returns the index of the
+        next document.
+
+        `lengths` is a `SentenceLengths`. With `accelerated` and the C module built, the walk
+        runs in C (`_pretraining_accel.c`, about 6x faster: it is the main serial part of the
+        parallel mode); the generator ends in the same state either way.
+        """
+        if self.do_whole_word_mask or self.documents_have_special_ids:
+            raise ValueError("draw accounting needs per-piece masking and plain sentences")
+        if accelerated and _pretraining_accel is not None:
+            version, state, gauss_next = self.rng.getstate()
+            (state, next_document, instances, tokens, masked, random_next,
+             short_targets) = _pretraining_accel.account(
+                 state, lengths.flat, lengths.starts, first, max_instances, self.max_num_tokens,
+                 self.max_predictions_per_seq, self.masked_lm_prob, self.short_seq_prob,
+                 len(self.vocabulary.word_ids))
+            self.rng.setstate((version, state, gauss_next))
+            stats = self.stats
+            stats.document_passes += next_document - first
+            stats.short_target_passes += short_targets
+            stats.instances += instances
+            stats.tokens += tokens
+            stats.masked += masked
+            stats.random_next += random_next
+            return next_document
+        document_index = first
+        instances = 0
+        while document_index < len(lengths.nested) and instances < max_instances:
+            instances += self.account_document(lengths.nested, document_index)
+            document_index += 1
+        return document_index
+
+
+class SentenceLengths:
+    """The token count of every sentence, per document: nested lists for the Python walk, and
+    a flat int32 array with per-document int64 offsets for the C walk."""
+
+    def __init__(self, documents):
+        self.nested = [[len(sentence) for sentence in document] for document in documents]
+        self.flat = array.array("i")
+        self.starts = array.array("q", [0])
+        for document in self.nested:
+            self.flat.extend(document)
+            self.starts.append(len(self.flat))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -672,10 +740,172 @@ def _state_digest(rng):
     return hash(rng.getstate()[1])
 
 
+class RecordSpool:
+    """A scratch directory where worker processes append framed records, one file each.
+
+    Records skip the pool's pipes: pickling, piping and unpickling ~800 bytes per record cost
+    the main process (the serial part of the parallel mode) more than the whole draw
+    accounting. Workers return only where their records are (file name, offsets, lengths);
+    the main process keeps three flat arrays, shuffles record numbers and writes the mapped
+    bytes in that order, without a Python object per record.
+    """
+
+    _WRITE_BLOCK = 16384  # records per gathered block (about 13 MB at length 128)
+
+    def __init__(self, directory=None):
+        self.directory = tempfile.mkdtemp(prefix="bert_tf_records_", dir=directory)
+        self._names = {}
+        self.file_index = array.array("H")
+        self.offsets = array.array("q")
+        self.lengths = array.array("I")
+        self._maps = []
+
+    @staticmethod
+    def append(directory, records):
+        """In a worker: appends `records` to this process's file; returns their location."""
+        files = _worker_state.setdefault("spool_files", {})
+        file = files.get(directory)
+        if file is None:
+            for old in files.values():
+                old.close()
+            files.clear()
+            file = files[directory] = open(
+                os.path.join(directory, f"records-{os.getpid()}.bin"), "wb")
+        lengths = array.array("I", map(len, records))
+        offsets = array.array("q", itertools.accumulate(lengths, initial=file.tell()))
+        offsets.pop()
+        file.write(b"".join(records))
+        file.flush()
+        return os.path.basename(file.name), offsets, lengths
+
+    def add(self, location):
+        """In the main process: records what `append` returned, in sampling order."""
+        name, offsets, lengths = location
+        index = self._names.setdefault(name, len(self._names))
+        self.file_index.extend(array.array("H", [index]) * len(lengths))
+        self.offsets.extend(offsets)
+        self.lengths.extend(lengths)
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def write_shuffled(self, rng, writer, progress=None, pool=None):
+        """Writes the records in the order `rng.shuffle(records)` would give (the same draws),
+        round-robin over the writer's files (record j to file j mod n).
+
+        With a pool and uncompressed output, the workers copy the bytes: each gets a block of
+        output positions, the spool locations of their records and the region of the output
+        file they fill (`RecordFileWriter.claim_region`), so writing is parallel too.
+        """
+        order = list(range(len(self)))
+        shuffle_list(rng, order)
+        if pool is not None and not writer.compressed:
+            self._write_in_workers(order, writer, progress, pool)
+            return
+        buffers = []
+        for name in self._names:  # in index order
+            with open(os.path.join(self.directory, name), "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+            if size:
+                self._maps.append(mapped)
+            buffers.append(mapped)
+        num_files = len(writer.output_files)
+        block = self._WRITE_BLOCK - self._WRITE_BLOCK % num_files or num_files
+        for start in range(0, len(order), block):
+            stop = min(start + block, len(order))
+            for k in range(min(num_files, stop - start)):
+                data = _gather(buffers, self.file_index, self.offsets, self.lengths, order,
+                               start + k, stop, num_files)
+                writer.write_framed_block(k, data, len(range(start + k, stop, num_files)))
+            if progress is not None:
+                progress.update(stop)
+
+    def _write_in_workers(self, order, writer, progress, pool):
+        import numpy as np  # pylint: disable=import-outside-toplevel
+
+        order = np.array(order, dtype=np.int64)
+        file_index = np.frombuffer(self.file_index, np.uint16)
+        offsets = np.frombuffer(self.offsets, np.int64)
+        lengths = np.frombuffer(self.lengths, np.uint32)
+        names = list(self._names)
+        num_files = len(writer.output_files)
+        pending = collections.deque()
+        done = 0
+        for k in range(num_files):
+            positions = order[k::num_files]
+            for start in range(0, len(positions), self._WRITE_BLOCK):
+                part = positions[start:start + self._WRITE_BLOCK]
+                part_lengths = lengths[part]
+                path, out_offset = writer.claim_region(k, int(part_lengths.sum(dtype=np.int64)),
+                                                       len(part))
+                task = (self.directory, names, file_index[part].tobytes(),
+                        offsets[part].tobytes(), part_lengths.tobytes(), path, out_offset)
+                pending.append((pool.submit(_worker_write, task), len(part)))
+                while len(pending) > 2 * pool.num_workers:
+                    result, count = pending.popleft()
+                    result.get()
+                    done += count
+                    if progress is not None:
+                        progress.update(done)
+        while pending:
+            result, count = pending.popleft()
+            result.get()
+            done += count
+        if progress is not None:
+            progress.update(done)
+
+    def remove(self):
+        """Unmaps and deletes the files."""
+        for mapped in self._maps:
+            mapped.close()
+        self._maps = []
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _worker_write(task):
+    """Copies spooled records into a claimed region of an output file (see `write_shuffled`)."""
+    directory, names, file_index, offsets, lengths, path, out_offset = task
+    maps = _worker_state.get("spool_maps")
+    if maps is None or maps[0] != directory:
+        maps = _worker_state["spool_maps"] = (directory, {})
+    buffers = []
+    for name in names:
+        mapped = maps[1].get(name)
+        if mapped is None:
+            with open(os.path.join(directory, name), "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+            maps[1][name] = mapped
+        buffers.append(mapped)
+    file_index = array.array("H", file_index)
+    offsets = array.array("q", offsets)
+    lengths = array.array("I", lengths)
+    data = memoryview(_gather(buffers, file_index, offsets, lengths, list(range(len(lengths))),
+                              0, len(lengths), 1))
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        written = 0
+        while written < len(data):
+            written += os.pwrite(fd, data[written:], out_offset + written)
+    finally:
+        os.close(fd)
+
+
+def _gather(buffers, file_index, offsets, lengths, order, start, stop, step):
+    """The concatenated records order[start:stop:step] (see `_pretraining_accel.gather`)."""
+    if _pretraining_accel is not None:
+        return _pretraining_accel.gather(buffers, file_index, offsets, lengths, order, start, stop,
+                                       step)
+    views = [memoryview(b) for b in buffers]
+    return b"".join(views[file_index[r]][offsets[r]:offsets[r] + lengths[r]]
+                    for r in order[start:stop:step])
+
+
 def _worker_replay(task):
     """Samples documents from a recorded generator state: the same instances the main process
-    would have made."""
-    corpus_path, state, document_indices, has_special_ids = task
+    would have made; the records go to the spool."""
+    corpus_path, state, document_indices, has_special_ids, spool_directory = task
     cache = _worker_state.setdefault("corpus", {})
     if corpus_path not in cache:
         cache.clear()
@@ -689,7 +919,7 @@ def _worker_replay(task):
     for document_index in document_indices:
         sampler.instances_from_document(documents, document_index, instances.append)
     records = encode_and_frame(_worker_state["encoder"], _worker_state["crc"], instances)
-    return records, _state_digest(rng)
+    return RecordSpool.append(spool_directory, records), _state_digest(rng)
 
 
 def _window_seed(random_seed, window_index):
@@ -718,7 +948,7 @@ def _sample_window(assembler, window_index, options, vocabulary, encoder, crc):
         return [], SamplingStats(), assembler.lines
     rng = random.Random(_window_seed(options["random_seed"], window_index))
     sampler = _make_sampler(vocabulary, rng, options, assembler.has_special_ids)
-    rng.shuffle(documents)
+    shuffle_list(rng, documents)
     sampler.stats.documents = len(documents)
     sampler.stats.single_sentence_documents = sum(len(d) == 1 for d in documents)
     instances = []
@@ -730,7 +960,7 @@ def _sample_window(assembler, window_index, options, vocabulary, encoder, crc):
         records.extend(encode_and_frame(encoder, crc,
                                         instances[start:start + _INSTANCES_PER_BATCH]))
     del instances
-    rng.shuffle(records)
+    shuffle_list(rng, records)
     return records, sampler.stats, assembler.lines
 
 
@@ -1055,75 +1285,80 @@ def _run_in_memory(input_paths, tokenizer, encoder, unicode_errors, options, poo
     stats.single_sentence_documents = sum(len(d) == 1 for d in documents)
     if len(documents) < 2:
         return stats
-    rng.shuffle(documents)
+    shuffle_list(rng, documents)
 
-    if pool is not None and not options["do_whole_word_mask"] and not has_special_ids:
-        # The shared corpus goes next to the output (disk), not to a /tmp that may be RAM.
-        scratch_dir = os.path.dirname(os.path.abspath(writer.output_files[0]))
-        records = _sample_in_parallel(documents, sampler, pool, options, scratch_dir)
-    else:
-        records = _sample_in_main_process(documents, sampler, pool, encoder, options)
-    del documents
-    _log_phase("Sampling and encoding", wall, cpu)
-    wall, cpu = time.monotonic(), time.process_time()
+    spool = None
+    try:
+        if pool is not None and not options["do_whole_word_mask"] and not has_special_ids:
+            # Scratch files go next to the output (disk), not to a /tmp that may be RAM.
+            scratch_dir = os.path.dirname(os.path.abspath(writer.output_files[0]))
+            spool = RecordSpool(scratch_dir)
+            _sample_in_parallel(documents, sampler, pool, options, spool)
+            records = spool
+        else:
+            records = _sample_in_main_process(documents, sampler, pool, encoder, options)
+        del documents
+        _log_phase("Sampling and encoding", wall, cpu)
+        wall, cpu = time.monotonic(), time.process_time()
 
-    rng.shuffle(records)
-    write_progress = _Progress("Writing", total=len(records), unit="records")
-    for count, record in enumerate(records, 1):
-        writer.write_framed(record)
-        if count % 4096 == 0:
-            write_progress.update(count)
-    _log_phase("Shuffling and writing", wall, cpu)
+        write_progress = _Progress("Writing", total=len(records), unit="records")
+        if spool is not None:
+            spool.write_shuffled(rng, writer, write_progress, pool)
+        else:
+            shuffle_list(rng, records)
+            for start in range(0, len(records), 65536):
+                writer.write_framed_many(records[start:start + 65536])
+                write_progress.update(min(start + 65536, len(records)))
+        del records
+        _log_phase("Shuffling and writing", wall, cpu)
+    finally:
+        if spool is not None:
+            spool.remove()
     return stats
 
 
-def _sample_in_parallel(documents, sampler, pool, options, scratch_dir=None):
+def _sample_in_parallel(documents, sampler, pool, options, spool):
     """Workers sample; the main process only accounts for the draws and records states.
 
-    The main process runs `account_document` (the same draws, on sentence lengths) and, every
-    batch of documents, hands the generator state at the batch's start to a worker, which
-    replays the real sampling of those documents. Each worker reports a digest of its final
-    state, which must equal the main process's state at the end of the batch.
+    The main process runs `account_documents` (the same draws, on sentence lengths; in C when
+    built) and, every batch of ~512 instances, hands the generator state at the batch's start
+    to a worker, which replays the real sampling of those documents and appends the encoded
+    records to `spool`. Each worker reports a digest of its final state, which must equal the
+    main process's state at the end of the batch.
     """
     rng = sampler.rng
-    corpus = SharedCorpus.write(documents, scratch_dir)
+    corpus = SharedCorpus.write(documents, spool.directory)
     try:
-        sentence_lengths = [[len(sentence) for sentence in document] for document in documents]
-        total = options["dupe_factor"] * len(documents)
+        lengths = SentenceLengths(documents)
+        num_documents = len(documents)
+        total = options["dupe_factor"] * num_documents
         progress = _Progress("Sampling", total=total, unit="documents")
-        records = []
         pending = collections.deque()
         max_in_flight = 4 * pool.num_workers
 
         def collect(entry):
             result, expected_digest = entry
-            batch_records, digest = result.get()
+            location, digest = result.get()
             if digest != expected_digest:
                 raise RuntimeError("internal error: a worker's sampling diverged from the main "
                                    "process's draws")
-            records.extend(batch_records)
+            spool.add(location)
 
-        batch = []
-        batch_instances = 0
-        state = None
         done = 0
         for _ in range(options["dupe_factor"]):
-            for document_index in range(len(documents)):
-                if not batch:
-                    state = rng.getstate()
-                batch.append(document_index)
-                batch_instances += sampler.account_document(sentence_lengths, document_index)
-                done += 1
-                if batch_instances >= _INSTANCES_PER_BATCH or done == total:
-                    task = (corpus.path, state, batch, False)
-                    pending.append((pool.submit(_worker_replay, task), _state_digest(rng)))
-                    batch, batch_instances = [], 0
-                    while len(pending) > max_in_flight:
-                        collect(pending.popleft())
+            first = 0
+            while first < num_documents:
+                state = rng.getstate()
+                end = sampler.account_documents(lengths, first, _INSTANCES_PER_BATCH)
+                task = (corpus.path, state, range(first, end), False, spool.directory)
+                pending.append((pool.submit(_worker_replay, task), _state_digest(rng)))
+                while len(pending) > max_in_flight:
+                    collect(pending.popleft())
+                done += end - first
+                first = end
                 progress.update(done, instances=sampler.stats.instances)
         while pending:
             collect(pending.popleft())
-        return records
     finally:
         corpus.remove()
 
@@ -1217,8 +1452,7 @@ def _run_streaming(input_paths, tokenizer, encoder, unicode_errors, options, win
     lines = 0
     windows = 0
     for records, window_stats, window_lines in results:
-        for record in records:
-            writer.write_framed(record)
+        writer.write_framed_many(records)
         stats.add(window_stats)
         lines += window_lines
         windows += 1
