@@ -3,7 +3,8 @@
  *
  * In that mode the only serial work is in the main process: walking the random generator
  * through every draw of the original algorithm (so that workers can replay batches of
- * documents from recorded states), shuffling the records, and writing them in that order. In
+ * documents from recorded states) and shuffling the records; workers then copy their records
+ * into the output. In
  * Python the walk alone costs about 6 us per instance, a quarter of all sampling work, which
  * capped two workers at about 1.4x one. This module does the same three things in C:
  *
@@ -12,7 +13,7 @@
  *            returned for setstate()), the same draw methods (random(), getrandbits-based
  *            randrange), in the same order;
  *   shuffle  random.Random.shuffle of a list, the same draws;
- *   gather   the concatenation of records picked by index from mapped spool files.
+ *   scatter  a worker's held records copied to their places in the mapped output files.
  *
  * The Python code stays the reference and the fallback when no compiler was available. The
  * tests compare the two, and at run time every worker checks that its replay ends in the
@@ -266,75 +267,74 @@ static PyObject *shuffle(PyObject *self, PyObject *args) {
     return write_state(&t);
 }
 
-PyDoc_STRVAR(gather_doc,
-"gather(buffers, file_index, offsets, lengths, order, start, stop, step)\n"
+PyDoc_STRVAR(scatter_doc,
+"scatter(blob, targets, out_file, out_offset, first)\n"
 "--\n\n"
-"The concatenation of records order[start:stop:step], record r being\n"
-"buffers[file_index[r]][offsets[r]:offsets[r] + lengths[r]] (file_index: uint16 buffer,\n"
-"offsets: int64 buffer, lengths: uint32 buffer). Writes shuffled spooled records without a\n"
-"Python object per record.");
+"Copies the TFRecord-framed records of blob, one after the other, to\n"
+"targets[out_file[r]][out_offset[r]:...] for r = first, first + 1, ... (out_file: uint16\n"
+"buffer, out_offset: int64 buffer, targets: writable buffers such as mmaps). Returns the\n"
+"number of records copied.");
 
-static PyObject *gather(PyObject *self, PyObject *args) {
-    PyObject *buffer_list, *order, *result = NULL;
-    Py_buffer index_buffer, offset_buffer, length_buffer;
-    Py_ssize_t start, stop, step;
+static PyObject *scatter(PyObject *self, PyObject *args) {
+    Py_buffer blob, file_buffer, offset_buffer;
+    PyObject *target_list, *result = NULL;
+    Py_ssize_t first;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!y*y*y*O!nnn", &PyList_Type, &buffer_list, &index_buffer,
-                          &offset_buffer, &length_buffer, &PyList_Type, &order, &start, &stop,
-                          &step))
+    if (!PyArg_ParseTuple(args, "y*O!y*y*n", &blob, &PyList_Type, &target_list, &file_buffer,
+                          &offset_buffer, &first))
         return NULL;
-    Py_ssize_t num_buffers = PyList_GET_SIZE(buffer_list);
-    Py_ssize_t num_records = length_buffer.len / (Py_ssize_t)sizeof(uint32_t);
-    const uint16_t *file_index = (const uint16_t *)index_buffer.buf;
-    const int64_t *offsets = (const int64_t *)offset_buffer.buf;
-    const uint32_t *lengths = (const uint32_t *)length_buffer.buf;
-    Py_buffer *sources = PyMem_Calloc(num_buffers ? num_buffers : 1, sizeof(Py_buffer));
-    Py_ssize_t acquired = 0;
-    if (sources == NULL) {
+    Py_ssize_t num_targets = PyList_GET_SIZE(target_list);
+    Py_ssize_t num_records = offset_buffer.len / (Py_ssize_t)sizeof(int64_t);
+    const uint16_t *out_file = (const uint16_t *)file_buffer.buf;
+    const int64_t *out_offset = (const int64_t *)offset_buffer.buf;
+    Py_buffer *targets = PyMem_Calloc(num_targets ? num_targets : 1, sizeof(Py_buffer));
+    Py_ssize_t acquired = 0, record = first;
+    if (targets == NULL) {
         PyErr_NoMemory();
         goto done;
     }
-    if (index_buffer.len != num_records * (Py_ssize_t)sizeof(uint16_t) ||
-        offset_buffer.len != num_records * (Py_ssize_t)sizeof(int64_t) || step < 1 ||
-        start < 0 || stop > PyList_GET_SIZE(order)) {
-        PyErr_SetString(PyExc_ValueError, "gather: inconsistent arguments");
+    if (file_buffer.len != num_records * (Py_ssize_t)sizeof(uint16_t) || first < 0) {
+        PyErr_SetString(PyExc_ValueError, "scatter: inconsistent arguments");
         goto done;
     }
-    for (; acquired < num_buffers; acquired++) {
-        if (PyObject_GetBuffer(PyList_GET_ITEM(buffer_list, acquired), &sources[acquired],
-                               PyBUF_SIMPLE) < 0)
+    for (; acquired < num_targets; acquired++) {
+        if (PyObject_GetBuffer(PyList_GET_ITEM(target_list, acquired), &targets[acquired],
+                               PyBUF_WRITABLE) < 0)
             goto done;
     }
-    Py_ssize_t total = 0;
-    for (Py_ssize_t i = start; i < stop; i += step) {
-        Py_ssize_t r = PyLong_AsSsize_t(PyList_GET_ITEM(order, i));
-        if (r == -1 && PyErr_Occurred()) goto done;
-        if (r < 0 || r >= num_records || file_index[r] >= num_buffers ||
-            offsets[r] < 0 || offsets[r] + (Py_ssize_t)lengths[r] > sources[file_index[r]].len) {
-            PyErr_SetString(PyExc_ValueError, "gather: record out of range");
+    const unsigned char *data = (const unsigned char *)blob.buf;
+    Py_ssize_t position = 0;
+    while (position < blob.len) {
+        uint64_t length = 0;
+        if (position + 8 > blob.len) goto malformed;
+        for (int i = 7; i >= 0; i--) length = (length << 8) | data[position + i];
+        if (length > (uint64_t)(blob.len - position - 16)) goto malformed;
+        Py_ssize_t size = (Py_ssize_t)length + 16;
+        if (record >= num_records || out_file[record] >= num_targets || out_offset[record] < 0 ||
+            out_offset[record] + size > targets[out_file[record]].len) {
+            PyErr_SetString(PyExc_ValueError, "scatter: record out of range");
             goto done;
         }
-        total += lengths[r];
+        memcpy((char *)targets[out_file[record]].buf + out_offset[record], data + position,
+               (size_t)size);
+        position += size;
+        record++;
     }
-    result = PyBytes_FromStringAndSize(NULL, total);
-    if (result == NULL) goto done;
-    char *out = PyBytes_AS_STRING(result);
-    for (Py_ssize_t i = start; i < stop; i += step) {
-        Py_ssize_t r = PyLong_AsSsize_t(PyList_GET_ITEM(order, i));
-        memcpy(out, (const char *)sources[file_index[r]].buf + offsets[r], lengths[r]);
-        out += lengths[r];
-    }
+    result = PyLong_FromSsize_t(record - first);
+    goto done;
+malformed:
+    PyErr_SetString(PyExc_ValueError, "scatter: blob is not a sequence of framed records");
 done:
-    for (Py_ssize_t i = 0; i < acquired; i++) PyBuffer_Release(&sources[i]);
-    PyMem_Free(sources);
-    PyBuffer_Release(&index_buffer);
+    for (Py_ssize_t i = 0; i < acquired; i++) PyBuffer_Release(&targets[i]);
+    PyMem_Free(targets);
+    PyBuffer_Release(&blob);
+    PyBuffer_Release(&file_buffer);
     PyBuffer_Release(&offset_buffer);
-    PyBuffer_Release(&length_buffer);
     return result;
 }
 
 static PyMethodDef methods[] = {
-    {"gather", gather, METH_VARARGS, gather_doc},
+    {"scatter", scatter, METH_VARARGS, scatter_doc},
     {"account", account, METH_VARARGS, account_doc},
     {"shuffle", shuffle, METH_VARARGS, shuffle_doc},
     {NULL, NULL, 0, NULL},
@@ -343,7 +343,7 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_pretraining_accel",
     "C helpers of create_pretraining_data's parallel mode (see pretraining_instances.py).", -1,
-    methods,
+    methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__pretraining_accel(void) { return PyModule_Create(&module); }

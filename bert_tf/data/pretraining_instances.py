@@ -12,9 +12,9 @@ Two modes:
   With `num_workers` > 1 the output is byte-identical for any number of workers: workers
   tokenize; the main process walks the generator through the draws only (on sentence lengths,
   in C when `_pretraining_accel` is built) and records its state every ~2,048 instances; workers
-  replay the real sampling of each batch from its state and spool the encoded records to
-  scratch files; the main process shuffles record numbers and workers copy the records into
-  the output in that order (see `_sample_in_parallel` and `RecordSpool`).
+  replay the real sampling of each batch from its state and keep the encoded records; the
+  main process shuffles record numbers and each worker copies its records to their places in
+  the output (see `_sample_in_parallel` and `HeldRecords`).
 * streaming: for corpora larger than memory. Documents are read in windows of
   `streaming_window_documents`; each window is shuffled, paired (random-next segments come from
   the same window) and its instances shuffled on its own, with its own generator (window 0 uses
@@ -47,9 +47,11 @@ from absl import logging
 
 from bert_tf.data import pretraining_records
 
-try:  # the C walk of `InstanceSampler.account_documents`; optional (setup.py builds it)
+try:  # C helpers of the parallel mode; optional (setup.py builds them when it can)
     from bert_tf.data import _pretraining_accel
-except ImportError:  # no compiler at install time: the Python walk, same draws, slower
+except ImportError:  # no compiler at install time: the Python code, same output, slower
+    _pretraining_accel = None
+if os.environ.get("BERT_TF_NO_C_ACCEL"):  # to test the Python paths (worker processes too)
     _pretraining_accel = None
 
 CLS_TOKEN = "[CLS]"
@@ -663,9 +665,10 @@ class DocumentAssembler:
 _worker_state = {}
 
 
-def _init_worker(tokenizer, encoder, unicode_errors, sampler_options):
+def _init_worker(tokenizer, encoder, unicode_errors, sampler_options, barrier):
     _worker_state.update(tokenizer=tokenizer, encoder=encoder, unicode_errors=unicode_errors,
-                         sampler_options=sampler_options, crc=pretraining_records.Crc32c())
+                         sampler_options=sampler_options, crc=pretraining_records.Crc32c(),
+                         barrier=barrier)
 
 
 def _worker_tokenize(chunk):
@@ -748,177 +751,160 @@ def _state_digest(rng):
     return hash(rng.getstate()[1])
 
 
-class RecordSpool:
-    """A scratch directory where worker processes append framed records, one file each.
+class HeldRecords:
+    """Framed records that stay in the worker processes that made them until they are written.
 
-    Records skip the pool's pipes: pickling, piping and unpickling ~800 bytes per record cost
-    the main process (the serial part of the parallel mode) more than the whole draw
-    accounting. Workers return only where their records are (file name, offsets, lengths);
-    the main process keeps three flat arrays, shuffles record numbers and writes the mapped
-    bytes in that order, without a Python object per record.
+    Records never pass through the pool's pipes or a scratch file: each replay task's records
+    stay in its worker's memory as one blob, and the worker returns only (pid, blob index,
+    record lengths). To write, the main process shuffles record *numbers* (the same draws as
+    shuffling the records), computes every record's output file and offset, sizes the output
+    files, and each worker copies its own records into a shared mapping of them (one task per
+    worker, held together by a barrier). GZIP output is one stream: the workers then fill
+    uncompressed scratch files that the main process compresses in order.
     """
-
-    _WRITE_BLOCK = 16384  # records per gathered block (about 13 MB at length 128)
 
     def __init__(self, directory=None):
         self.directory = tempfile.mkdtemp(prefix="bert_tf_records_", dir=directory)
-        self._names = {}
-        self.file_index = array.array("H")
-        self.offsets = array.array("q")
+        self.token = os.path.basename(self.directory)  # names this run's blobs in the workers
+        self.blobs = []  # (pid, blob index, number of records), in sampling order
         self.lengths = array.array("I")
-        self._maps = []
 
     @staticmethod
-    def append(directory, records):
-        """In a worker: appends `records` to this process's file; returns their location."""
-        files = _worker_state.setdefault("spool_files", {})
-        file = files.get(directory)
-        if file is None:
-            for old in files.values():
-                old.close()
-            files.clear()
-            file = files[directory] = open(
-                os.path.join(directory, f"records-{os.getpid()}.bin"), "wb")
-        lengths = array.array("I", map(len, records))
-        offsets = array.array("q", itertools.accumulate(lengths, initial=file.tell()))
-        offsets.pop()
-        file.write(b"".join(records))
-        file.flush()
-        return os.path.basename(file.name), offsets, lengths
+    def hold(token, records):
+        """In a worker: keeps `records` (framed bytes) joined; returns where they are."""
+        held = _worker_state.get("held")
+        if held is None or held[0] != token:
+            held = _worker_state["held"] = (token, [])
+        held[1].append(b"".join(records))
+        return os.getpid(), len(held[1]) - 1, array.array("I", map(len, records))
 
     def add(self, location):
-        """In the main process: records what `append` returned, in sampling order."""
-        name, offsets, lengths = location
-        index = self._names.setdefault(name, len(self._names))
-        self.file_index.extend(array.array("H", [index]) * len(lengths))
-        self.offsets.extend(offsets)
+        """In the main process: records what `hold` returned, in sampling order."""
+        pid, index, lengths = location
+        self.blobs.append((pid, index, len(lengths)))
         self.lengths.extend(lengths)
 
     def __len__(self):
         return len(self.lengths)
 
-    def write_shuffled(self, rng, writer, progress=None, pool=None):
+    def write_shuffled(self, rng, writer, pool, progress=None):
         """Writes the records in the order `rng.shuffle(records)` would give (the same draws),
-        round-robin over the writer's files (record j to file j mod n).
-
-        With a pool and uncompressed output, the workers copy the bytes: each gets a block of
-        output positions, the spool locations of their records and the region of the output
-        file they fill (`RecordFileWriter.claim_region`), so writing is parallel too.
-        """
-        order = list(range(len(self)))
-        shuffle_list(rng, order)
-        if pool is not None and not writer.compressed:
-            self._write_in_workers(order, writer, progress, pool)
-            return
-        buffers = []
-        for name in self._names:  # in index order
-            with open(os.path.join(self.directory, name), "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-            if size:
-                self._maps.append(mapped)
-            buffers.append(mapped)
-        num_files = len(writer.output_files)
-        block = self._WRITE_BLOCK - self._WRITE_BLOCK % num_files or num_files
-        for start in range(0, len(order), block):
-            stop = min(start + block, len(order))
-            for k in range(min(num_files, stop - start)):
-                data = _gather(buffers, self.file_index, self.offsets, self.lengths, order,
-                               start + k, stop, num_files)
-                writer.write_framed_block(k, data, len(range(start + k, stop, num_files)))
-            if progress is not None:
-                progress.update(stop)
-
-    def _write_in_workers(self, order, writer, progress, pool):
+        round-robin over the writer's files (record j to file j mod n)."""
         import numpy as np  # pylint: disable=import-outside-toplevel
 
+        order = list(range(len(self)))
+        shuffle_list(rng, order)
         order = np.array(order, dtype=np.int64)
-        file_index = np.frombuffer(self.file_index, np.uint16)
-        offsets = np.frombuffer(self.offsets, np.int64)
-        lengths = np.frombuffer(self.lengths, np.uint32)
-        names = list(self._names)
+        lengths = np.frombuffer(self.lengths, np.uint32).astype(np.int64)
         num_files = len(writer.output_files)
-        pending = collections.deque()
-        done = 0
+        out_file = np.empty(len(order), np.uint16)
+        out_offset = np.empty(len(order), np.int64)
+        paths = []
         for k in range(num_files):
             positions = order[k::num_files]
-            for start in range(0, len(positions), self._WRITE_BLOCK):
-                part = positions[start:start + self._WRITE_BLOCK]
-                part_lengths = lengths[part]
-                path, out_offset = writer.claim_region(k, int(part_lengths.sum(dtype=np.int64)),
-                                                       len(part))
-                task = (self.directory, names, file_index[part].tobytes(),
-                        offsets[part].tobytes(), part_lengths.tobytes(), path, out_offset)
-                pending.append((pool.submit(_worker_write, task), len(part)))
-                while len(pending) > 2 * pool.num_workers:
-                    result, count = pending.popleft()
-                    result.get()
-                    done += count
-                    if progress is not None:
-                        progress.update(done)
-        while pending:
-            result, count = pending.popleft()
-            result.get()
-            done += count
+            sizes = lengths[positions]
+            total = int(sizes.sum())
+            if writer.compressed:
+                path, base = os.path.join(self.directory, f"output-{k}.bin"), 0
+                with open(path, "wb") as f:
+                    f.truncate(total)
+            else:
+                path, base = writer.claim_region(k, total, len(positions))
+            paths.append(path)
+            out_file[positions] = k
+            out_offset[positions] = base + np.cumsum(sizes) - sizes
+        # Each worker's records, in the order it holds them.
+        starts = np.concatenate([[0], np.cumsum([count for _, _, count in self.blobs])])
+        per_worker = collections.defaultdict(list)
+        for (pid, index, count), start in zip(self.blobs, starts.tolist()):
+            per_worker[pid].append((index, start, count))
+        assignments = {}
+        for pid, blobs in per_worker.items():
+            blobs.sort()
+            records = np.concatenate([np.arange(start, start + count, dtype=np.int64)
+                                      for _, start, count in blobs])
+            assignments[pid] = ([index for index, _, _ in blobs],
+                                out_file[records].tobytes(), out_offset[records].tobytes())
+        task = (self.token, paths, assignments)
+        results = [pool.submit(_worker_scatter, task) for _ in range(pool.num_workers)]
+        written = sum(result.get() for result in results)
+        if written != len(order):
+            raise RuntimeError(f"internal error: workers wrote {written} of {len(order)} records")
+        if writer.compressed:
+            for k, path in enumerate(paths):
+                count = len(range(k, len(order), num_files))
+                with open(path, "rb") as f:
+                    while True:
+                        data = f.read(1 << 24)
+                        if not data:
+                            break
+                        writer.write_framed_block(k, data, count)
+                        count = 0
         if progress is not None:
-            progress.update(done)
+            progress.update(len(order))
 
     def remove(self):
-        """Unmaps and deletes the files."""
-        for mapped in self._maps:
-            mapped.close()
-        self._maps = []
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-_MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+_SCATTER_TIMEOUT_SECONDS = 600
 
 
-def _worker_write(task):
-    """Copies spooled records into a claimed region of an output file (see `write_shuffled`)."""
-    directory, names, file_index, offsets, lengths, path, out_offset = task
-    maps = _worker_state.get("spool_maps")
-    if maps is None or maps[0] != directory:
-        maps = _worker_state["spool_maps"] = (directory, {})
-    buffers = []
-    for name in names:
-        mapped = maps[1].get(name)
-        if mapped is None:
-            with open(os.path.join(directory, name), "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                # MAP_POPULATE: one pass of page-table setup instead of a fault per page.
-                mapped = (mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | _MAP_POPULATE,
-                                    prot=mmap.PROT_READ) if size else b"")
-            maps[1][name] = mapped
-        buffers.append(mapped)
-    file_index = array.array("H", file_index)
-    offsets = array.array("q", offsets)
-    lengths = array.array("I", lengths)
-    data = memoryview(_gather(buffers, file_index, offsets, lengths, list(range(len(lengths))),
-                              0, len(lengths), 1))
-    fd = os.open(path, os.O_WRONLY)
+def _worker_scatter(task):
+    """One per worker (a barrier makes sure of it): copies this worker's held records into the
+    shared mappings of the output files; returns how many it wrote."""
+    token, paths, assignments = task
+    # A worker that finished its task early must not take a second one.
+    _worker_state["barrier"].wait(_SCATTER_TIMEOUT_SECONDS)
+    held = _worker_state.pop("held", None)
+    assignment = assignments.get(os.getpid())
+    if assignment is None:
+        return 0
+    if held is None or held[0] != token:
+        raise RuntimeError("internal error: a worker lost the records it held")
+    indices, out_file, out_offset = assignment
+    out_file = array.array("H", out_file)
+    out_offset = array.array("q", out_offset)
+    maps = []
+    views = []
+    record = 0
     try:
-        written = 0
-        while written < len(data):
-            written += os.pwrite(fd, data[written:], out_offset + written)
+        for path in paths:
+            with open(path, "r+b") as f:
+                mapped = mmap.mmap(f.fileno(), 0) if os.fstat(f.fileno()).st_size else None
+            maps.append(mapped)
+            views.append(memoryview(mapped) if mapped is not None else None)
+        targets = [m if m is not None else bytearray() for m in maps]
+        for index in indices:
+            if _pretraining_accel is not None:
+                record += _pretraining_accel.scatter(held[1][index], targets, out_file,
+                                                     out_offset, record)
+            else:
+                blob = memoryview(held[1][index])
+                start = 0
+                while start < len(blob):
+                    # A framed record: its length (8 bytes), a CRC, the data, a CRC.
+                    end = start + 16 + int.from_bytes(blob[start:start + 8], "little")
+                    offset = out_offset[record]
+                    views[out_file[record]][offset:offset + end - start] = blob[start:end]
+                    start = end
+                    record += 1
+                blob.release()
+            held[1][index] = None  # free as we go
     finally:
-        os.close(fd)
-
-
-def _gather(buffers, file_index, offsets, lengths, order, start, stop, step):
-    """The concatenated records order[start:stop:step] (see `_pretraining_accel.gather`)."""
-    if _pretraining_accel is not None:
-        return _pretraining_accel.gather(buffers, file_index, offsets, lengths, order, start, stop,
-                                       step)
-    views = [memoryview(b) for b in buffers]
-    return b"".join(views[file_index[r]][offsets[r]:offsets[r] + lengths[r]]
-                    for r in order[start:stop:step])
+        for view in views:
+            if view is not None:
+                view.release()
+        for mapped in maps:
+            if mapped is not None:
+                mapped.close()
+    return record
 
 
 def _worker_replay(task):
     """Samples documents from a recorded generator state: the same instances the main process
-    would have made; the records go to the spool."""
-    corpus_path, state, document_indices, has_special_ids, spool_directory = task
+    would have made; the records stay in this worker (`HeldRecords`)."""
+    corpus_path, state, document_indices, has_special_ids, token = task
     cache = _worker_state.setdefault("corpus", {})
     if corpus_path not in cache:
         cache.clear()
@@ -932,7 +918,7 @@ def _worker_replay(task):
     for document_index in document_indices:
         sampler.instances_from_document(documents, document_index, instances.append)
     records = encode_and_frame(_worker_state["encoder"], _worker_state["crc"], instances)
-    return RecordSpool.append(spool_directory, records), _state_digest(rng)
+    return HeldRecords.hold(token, records), _state_digest(rng)
 
 
 def _window_seed(random_seed, window_index):
@@ -1000,7 +986,8 @@ class _Pool:
 
     def __init__(self, num_workers, initargs):
         context = multiprocessing.get_context(_start_method())
-        self._pool = context.Pool(num_workers, initializer=_init_worker, initargs=initargs)
+        self._pool = context.Pool(num_workers, initializer=_init_worker,
+                                  initargs=tuple(initargs) + (context.Barrier(num_workers),))
         self.num_workers = num_workers
 
     def imap_ordered(self, func, tasks, max_in_flight=None):
@@ -1300,14 +1287,14 @@ def _run_in_memory(input_paths, tokenizer, encoder, unicode_errors, options, poo
         return stats
     shuffle_list(rng, documents)
 
-    spool = None
+    held = None
     try:
         if pool is not None and not options["do_whole_word_mask"] and not has_special_ids:
             # Scratch files go next to the output (disk), not to a /tmp that may be RAM.
             scratch_dir = os.path.dirname(os.path.abspath(writer.output_files[0]))
-            spool = RecordSpool(scratch_dir)
-            _sample_in_parallel(documents, sampler, pool, options, spool)
-            records = spool
+            held = HeldRecords(scratch_dir)
+            _sample_in_parallel(documents, sampler, pool, options, held)
+            records = held
         else:
             records = _sample_in_main_process(documents, sampler, pool, encoder, options)
         del documents
@@ -1315,8 +1302,8 @@ def _run_in_memory(input_paths, tokenizer, encoder, unicode_errors, options, poo
         wall, cpu = time.monotonic(), time.process_time()
 
         write_progress = _Progress("Writing", total=len(records), unit="records")
-        if spool is not None:
-            spool.write_shuffled(rng, writer, write_progress, pool)
+        if held is not None:
+            held.write_shuffled(rng, writer, pool, write_progress)
         else:
             shuffle_list(rng, records)
             for start in range(0, len(records), 65536):
@@ -1325,22 +1312,22 @@ def _run_in_memory(input_paths, tokenizer, encoder, unicode_errors, options, poo
         del records
         _log_phase("Shuffling and writing", wall, cpu)
     finally:
-        if spool is not None:
-            spool.remove()
+        if held is not None:
+            held.remove()
     return stats
 
 
-def _sample_in_parallel(documents, sampler, pool, options, spool):
+def _sample_in_parallel(documents, sampler, pool, options, held):
     """Workers sample; the main process only accounts for the draws and records states.
 
     The main process runs `account_documents` (the same draws, on sentence lengths; in C when
     built) and, every batch of ~2,048 instances, hands the generator state at the batch's start
-    to a worker, which replays the real sampling of those documents and appends the encoded
-    records to `spool`. Each worker reports a digest of its final state, which must equal the
+    to a worker, which replays the real sampling of those documents and keeps the encoded
+    records (`held`: `HeldRecords`). Each worker reports a digest of its final state, which must equal the
     main process's state at the end of the batch.
     """
     rng = sampler.rng
-    corpus = SharedCorpus.write(documents, spool.directory)
+    corpus = SharedCorpus.write(documents, held.directory)
     try:
         lengths = SentenceLengths(documents)
         num_documents = len(documents)
@@ -1355,7 +1342,7 @@ def _sample_in_parallel(documents, sampler, pool, options, spool):
             if digest != expected_digest:
                 raise RuntimeError("internal error: a worker's sampling diverged from the main "
                                    "process's draws")
-            spool.add(location)
+            held.add(location)
 
         done = 0
         for _ in range(options["dupe_factor"]):
@@ -1363,7 +1350,7 @@ def _sample_in_parallel(documents, sampler, pool, options, spool):
             while first < num_documents:
                 state = rng.getstate()
                 end = sampler.account_documents(lengths, first, _INSTANCES_PER_REPLAY)
-                task = (corpus.path, state, range(first, end), False, spool.directory)
+                task = (corpus.path, state, range(first, end), False, held.token)
                 pending.append((pool.submit(_worker_replay, task), _state_digest(rng)))
                 while len(pending) > max_in_flight:
                     collect(pending.popleft())
