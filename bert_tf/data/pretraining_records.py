@@ -340,7 +340,7 @@ class RecordFileWriter:
 
     def claim_region(self, index, size, count):
         """Reserves `size` bytes at the end of output file `index` for `count` framed records
-        that the caller writes itself (e.g. from other processes, with `os.pwrite`); returns
+        that the caller writes itself (e.g. other processes, through a shared mapping); returns
         (temporary path, offset). Uncompressed output only; the round-robin is the caller's.
         """
         if self.compressed:
