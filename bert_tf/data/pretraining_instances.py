@@ -32,6 +32,7 @@ tokens instead of strings.
 import array
 import collections
 import dataclasses
+import functools
 import glob as _glob
 import itertools
 import mmap
@@ -524,16 +525,19 @@ class InstanceSampler:
 
 
 class SentenceLengths:
-    """The token count of every sentence, per document: nested lists for the Python walk, and
-    a flat int32 array with per-document int64 offsets for the C walk."""
+    """The token count of every sentence, per document: a flat int32 array with per-document
+    int64 offsets (what the C walk reads), and, built only if the Python walk asks for it, the
+    same as nested lists."""
 
     def __init__(self, documents):
-        self.nested = [[len(sentence) for sentence in document] for document in documents]
-        self.flat = array.array("i")
-        self.starts = array.array("q", [0])
-        for document in self.nested:
-            self.flat.extend(document)
-            self.starts.append(len(self.flat))
+        self.flat = array.array("i", [len(sentence) for document in documents
+                                      for sentence in document])
+        self.starts = array.array("q", itertools.accumulate(map(len, documents), initial=0))
+
+    @functools.cached_property
+    def nested(self):
+        starts = self.starts
+        return [self.flat[starts[d]:starts[d + 1]].tolist() for d in range(len(starts) - 1)]
 
 
 # ---------------------------------------------------------------------------------------------
