@@ -293,7 +293,7 @@ def test_c_accelerator_is_built():
 
 @pytest.mark.parametrize("max_seq_length, max_predictions, masked_lm_prob, short_seq_prob", [
     (128, 20, 0.15, 0.1), (16, 3, 0.15, 0.9), (40, 7, 0.5, 0.0), (9, 20, 0.15, 1.0)])
-def test_c_pretraining_accel_matches_the_python_walk(max_seq_length, max_predictions,
+def test_c_draw_accounting_matches_the_python_walk(max_seq_length, max_predictions,
                                                    masked_lm_prob, short_seq_prob):
     if pretraining_instances._pretraining_accel is None:
         pytest.fail("bert_tf.data._pretraining_accel is not built")

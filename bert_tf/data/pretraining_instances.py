@@ -1327,8 +1327,8 @@ def _sample_in_parallel(documents, sampler, pool, options, held):
     The main process runs `account_documents` (the same draws, on sentence lengths; in C when
     built) and, every batch of ~2,048 instances, hands the generator state at the batch's start
     to a worker, which replays the real sampling of those documents and keeps the encoded
-    records (`held`: `HeldRecords`). Each worker reports a digest of its final state, which must equal the
-    main process's state at the end of the batch.
+    records (`held`: `HeldRecords`). Each worker reports a digest of its final state, which
+    must equal the main process's state at the end of the batch.
     """
     rng = sampler.rng
     corpus = SharedCorpus.write(documents, held.directory)
