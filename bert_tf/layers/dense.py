@@ -23,6 +23,3 @@ class BertDense(keras.layers.Dense):
         if self.activation is not None:
             outputs = self.activation(outputs)
         return tf.reshape(outputs, tf.concat([shape[:-1], [self.units]], axis=0))
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.units,)
