@@ -371,21 +371,18 @@ def _lower_capital_sigma(text, classes):
     ignorable, cased = classes["case_ignorable"], classes["cased"]
     neither = classes["neither_cased_nor_ignorable"]
 
-    def lower_all(text):
-        # Not preceded by a cased character (skipping case-ignorable ones): small sigma.
-        text = tf.strings.regex_replace(text, f"(^|{neither})({ignorable}*){_CAPITAL_SIGMA}", f"\\1\\2{_SMALL_SIGMA}")
-        # Preceded by a cased character and followed by another capital sigma: small sigma.
-        # Matches cannot overlap, so a run of n sigmas needs n passes.
-        pair = f"{_CAPITAL_SIGMA}({ignorable}*){_CAPITAL_SIGMA}"
-        has_pair = lambda t: tf.reduce_any(tf.strings.regex_full_match(t, f"(?s).*{pair}.*"))
-        text = tf.while_loop(
-            has_pair, lambda t: [tf.strings.regex_replace(t, pair, f"{_SMALL_SIGMA}\\1{_CAPITAL_SIGMA}")], [text]
-        )[0]
-        # Followed by a cased character: small sigma; otherwise final sigma.
-        text = tf.strings.regex_replace(text, f"{_CAPITAL_SIGMA}({ignorable}*{cased})", f"{_SMALL_SIGMA}\\1")
-        return tf.strings.regex_replace(text, _CAPITAL_SIGMA, _FINAL_SIGMA)
-
-    return lower_all(text)
+    # Not preceded by a cased character (skipping case-ignorable ones): small sigma.
+    text = tf.strings.regex_replace(text, f"(^|{neither})({ignorable}*){_CAPITAL_SIGMA}", f"\\1\\2{_SMALL_SIGMA}")
+    # Preceded by a cased character and followed by another capital sigma: small sigma.
+    # Matches cannot overlap, so a run of n sigmas needs n passes.
+    pair = f"{_CAPITAL_SIGMA}({ignorable}*){_CAPITAL_SIGMA}"
+    has_pair = lambda t: tf.reduce_any(tf.strings.regex_full_match(t, f"(?s).*{pair}.*"))
+    text = tf.while_loop(
+        has_pair, lambda t: [tf.strings.regex_replace(t, pair, f"{_SMALL_SIGMA}\\1{_CAPITAL_SIGMA}")], [text]
+    )[0]
+    # Followed by a cased character: small sigma; otherwise final sigma.
+    text = tf.strings.regex_replace(text, f"{_CAPITAL_SIGMA}({ignorable}*{cased})", f"{_SMALL_SIGMA}\\1")
+    return tf.strings.regex_replace(text, _CAPITAL_SIGMA, _FINAL_SIGMA)
 
 
 def _re2_literal(text):
