@@ -324,6 +324,23 @@ def test_c_draw_accounting_matches_the_python_walk(max_seq_length, max_predictio
     assert len(results[0][2]) > 20  # and stopped at many batch boundaries
 
 
+def test_c_draw_accounting_refuses_a_document_without_sentences():
+    import array
+
+    accel = pretraining_instances._pretraining_accel
+    if accel is None:
+        pytest.fail("bert_tf.data._pretraining_accel is not built")
+    state = random.Random(0).getstate()[1]
+    lengths = array.array("i", [5, 7])
+    args = (125, 20, 0.15, 0.1, 30522)
+    # Documents 0 and 2 have a sentence each, document 1 none: an error, not a hang or a crash.
+    with pytest.raises(ValueError, match="every document needs a sentence"):
+        accel.account(state, lengths, array.array("q", [0, 1, 1, 2]), 0, 10 ** 6, *args)
+    # The well-formed corpus walks through.
+    result = accel.account(state, lengths, array.array("q", [0, 1, 2]), 0, 10 ** 6, *args)
+    assert result[1] == 2 and result[2] >= 2  # next document, instances
+
+
 def test_c_shuffle_matches_random_shuffle():
     for n in [0, 1, 2, 3, 255, 256, 257, 100003]:
         expected, actual = random.Random(n), random.Random(n)

@@ -118,6 +118,11 @@ static PyObject *write_state(const Twister *t) {
     return state;
 }
 
+/* Document i is sentences starts[i] .. starts[i + 1] - 1 of lengths: at least one, in range. */
+static int valid_document(const int64_t *starts, Py_ssize_t i, Py_ssize_t num_lengths) {
+    return starts[i] >= 0 && starts[i + 1] > starts[i] && starts[i + 1] <= num_lengths;
+}
+
 PyDoc_STRVAR(account_doc,
 "account(state, lengths, starts, first, max_instances, max_num_tokens, max_predictions,\n"
 "        masked_lm_prob, short_seq_prob, num_words)\n"
@@ -156,14 +161,11 @@ static PyObject *account(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "account: inconsistent arguments");
         goto done;
     }
-    for (Py_ssize_t i = 0; i < num_documents; i++) {
-        if (starts[i + 1] <= starts[i]) {
-            PyErr_SetString(PyExc_ValueError, "account: every document needs a sentence");
-            goto done;
-        }
-    }
 
     while (d < num_documents && instances < max_instances) {
+        /* Checked per document touched (a scan of all documents per call would make the walk
+           quadratic in the corpus size). */
+        if (!valid_document(starts, d, num_lengths)) goto bad_document;
         const int32_t *doc = lengths + starts[d];
         long num_sentences = (long)(starts[d + 1] - starts[d]);
         long target = (long)max_num_tokens;
@@ -189,6 +191,7 @@ static PyObject *account(PyObject *self, PyObject *args) {
                         if ((Py_ssize_t)other != d) break;
                     }
                     const int32_t *other_doc = lengths + starts[other];
+                    if (!valid_document(starts, other, num_lengths)) goto bad_document;
                     long other_sentences = (long)(starts[other + 1] - starts[other]);
                     long start = (long)randbelow(&t, (uint32_t)other_sentences);
                     for (long s = start; s < other_sentences; s++) {
@@ -233,6 +236,9 @@ static PyObject *account(PyObject *self, PyObject *args) {
     if (new_state == NULL) goto done;
     result = Py_BuildValue("NnLLLLL", new_state, d, instances, tokens, masked, random_next,
                            short_targets);
+    goto done;
+bad_document:
+    PyErr_SetString(PyExc_ValueError, "account: every document needs a sentence");
 done:
     PyBuffer_Release(&lengths_buffer);
     PyBuffer_Release(&starts_buffer);
