@@ -87,7 +87,6 @@ def run(command):
     root = psutil.Process(process.pid)
     peak = 0
     main_cpu = 0.0
-    stderr_chunks = []
     while process.poll() is None:
         try:
             times = root.cpu_times()
@@ -102,16 +101,19 @@ def run(command):
         except psutil.NoSuchProcess:
             pass
         # Each sample costs ~1 ms of CPU (it scans /proc); every 100 ms that is ~1% of a
-        # core, taken from the runs that use both cores.
-        time.sleep(0.1)
-    stderr_file.seek(0)
-    stderr_chunks.append(stderr_file.read())
-    stderr_file.close()
+        # core, taken from the runs that use both cores. wait() returns as soon as the script
+        # exits, so the wall time is not rounded up to the sampling period.
+        try:
+            process.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            pass
     seconds = time.monotonic() - start
+    stderr_file.seek(0)
+    stderr = stderr_file.read()
+    stderr_file.close()
     usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     tree_cpu = ((usage_after.ru_utime - usage_before.ru_utime)
                 + (usage_after.ru_stime - usage_before.ru_stime))
-    stderr = "".join(stderr_chunks)
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{stderr[-3000:]}")
     return seconds, peak, tree_cpu, main_cpu, stderr
