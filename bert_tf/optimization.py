@@ -267,15 +267,6 @@ class _BertOptimizerBase(tf.Module):
             value = tf.where(should_apply, value, old)
         return target.assign(value, read_value=False)
 
-    def _adam_moments(self, var, grad, slots):
-        """(old m, v, w, next m, v): the Adam moment update that AdamWeightDecay and LAMB share."""
-        m, v = slots
-        grad = tf.cast(grad, var.dtype)
-        old_m, old_v, old_w = m.read_value(), v.read_value(), var.read_value()
-        next_m = self.beta_1 * old_m + (1.0 - self.beta_1) * grad
-        next_v = self.beta_2 * old_v + (1.0 - self.beta_2) * tf.square(grad)
-        return old_m, old_v, old_w, next_m, next_v
-
 
 @tf.function(jit_compile=True, autograph=False)
 def _adam_weight_decay_math(grad, m, v, w, lr, beta_1, beta_2, epsilon, weight_decay_rate):
@@ -358,7 +349,10 @@ class Lamb(_BertOptimizerBase):
 
     def _update_variable(self, var, grad, lr, slots, step, options, should_apply):
         m, v = slots
-        old_m, old_v, old_w, next_m, next_v = self._adam_moments(var, grad, slots)
+        grad = tf.cast(grad, var.dtype)
+        old_m, old_v, old_w = m.read_value(), v.read_value(), var.read_value()
+        next_m = self.beta_1 * old_m + (1.0 - self.beta_1) * grad
+        next_v = self.beta_2 * old_v + (1.0 - self.beta_2) * tf.square(grad)
         m_hat, v_hat = next_m, next_v
         if self.bias_correction:
             t = tf.cast(step + 1, var.dtype)
