@@ -828,11 +828,13 @@ def _read_config(location):
 def _warn_if_activation_differs(model, location):
     """Weights trained with one GELU silently give different outputs under the other."""
     model_config = _model_config(model)
+    if model_config is None:
+        return
     try:
         checkpoint_config = _read_config(location)
     except ValueError:
         return
-    if model_config is not None and checkpoint_config.hidden_act != model_config.hidden_act:
+    if checkpoint_config.hidden_act != model_config.hidden_act:
         logging.warning(
             "%s: the checkpoint's config says hidden_act=%r but the model uses %r (bert_tf names: "
             "'gelu' = tanh approximation, 'gelu_exact' = erf); outputs will differ from the "
