@@ -243,7 +243,6 @@ def test_read_config_of_hugging_face_dir(minilm_config):
     assert c.hidden_act == "gelu_exact"  # HF "gelu" is the erf form
 
 
-
 def test_hugging_face_dir_config_keeps_hf_gelu_meaning_without_hf_only_keys(tmp_path):
     # An old config.json with only the original keys: in a Hugging Face folder "gelu" is
     # still the erf form, although the same file beside a TF1 checkpoint would mean tanh.
@@ -255,6 +254,7 @@ def test_hugging_face_dir_config_keeps_hf_gelu_meaning_without_hf_only_keys(tmp_
               str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
     (tmp_path / "config.json").write_text(json.dumps(config))
     assert checkpoints.read_config(str(tmp_path)).hidden_act == "gelu_exact"
+
 
 def test_find_vocab_and_casing_of_hugging_face_dir(minilm_dir):
     vocab, lower = checkpoints.find_vocab_and_casing(minilm_dir)
