@@ -263,9 +263,12 @@ class _BertWithClassifierHead(_BertModel):
 
     def call(self, inputs, training=None):
         outputs = dict(self.encoder(inputs, training=training))
-        features = self.dropout(outputs[self._head_input], training=training)
+        features = self.dropout(self._head_features(inputs, outputs), training=training)
         outputs["logits"] = _float32(self.classifier(features))
         return outputs
+
+    def _head_features(self, inputs, outputs):
+        return outputs[self._head_input]
 
     def get_config(self):
         config = super().get_config()
@@ -273,9 +276,18 @@ class _BertWithClassifierHead(_BertModel):
         return config
 
 
+CLASSIFIER_POOLINGS = ("pooler", "cls", "mean")
+
+
 @keras.saving.register_keras_serializable(package="bert_tf")
 class BertClassifier(_BertWithClassifierHead):
-    """Sequence classifier of run_classifier: dropout + dense on the pooled output.
+    """Sequence classifier of run_classifier: dropout + dense on one vector per sequence.
+
+    `pooling` picks that vector: "pooler" (the original: the tanh pooler's output),
+    "cls" (the [CLS] token's last hidden state, without the pooler) or "mean" (the mean of the
+    last hidden states over the positions where `input_mask` is 1, [CLS] and [SEP] included —
+    sentence-transformers' mean pooling). The pooler's variables exist in every case, so any
+    checkpoint loads the same way.
 
     Adds output `logits` float32 [batch, num_labels]; with num_labels == 1 it is a regression
     score (e.g. STS-B). `.classifier` is a Dense [hidden, num_labels]: the transpose of the
@@ -283,6 +295,30 @@ class BertClassifier(_BertWithClassifierHead):
     """
 
     _head_input = "pooled_output"
+
+    def __init__(self, config, num_labels, classifier_dropout=0.1, pooling="pooler", **kwargs):
+        if pooling not in CLASSIFIER_POOLINGS:
+            raise ValueError(f"pooling must be one of {CLASSIFIER_POOLINGS}, got {pooling!r}")
+        self.pooling = pooling
+        super().__init__(config, num_labels, classifier_dropout=classifier_dropout, **kwargs)
+
+    def _head_features(self, inputs, outputs):
+        if self.pooling == "pooler":
+            return outputs["pooled_output"]
+        sequence = outputs["sequence_output"]  # float32
+        if self.pooling == "cls":
+            return sequence[:, 0]
+        mask = inputs.get("input_mask")
+        if mask is None:
+            return ops.mean(sequence, axis=1)
+        mask = ops.expand_dims(ops.cast(mask, sequence.dtype), -1)
+        total = ops.sum(sequence * mask, axis=1)
+        return total / ops.maximum(ops.sum(mask, axis=1), 1.0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(pooling=self.pooling)
+        return config
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")

@@ -251,6 +251,35 @@ def test_classifiers_on_reference_encoder():
         BertClassifier(config, num_labels=0)
 
 
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_classifier_pooling_on_reference_encoder(pooling):
+    """cls = [CLS]'s last hidden state; mean = the mean over the unmasked positions only
+    (sentence-transformers' mean pooling), both from the NumPy reference's sequence output."""
+    config = tiny_config()
+    weights = numpy_reference.random_original_weights(config, seed=5)
+    inputs = padded_two_segment_batch()
+    sequence = _reference(config, weights, inputs)["sequence_output"]  # [3, 8, 32]
+    mask = inputs["input_mask"].numpy().astype(np.float64)
+    if pooling == "cls":
+        pooled = sequence[:, 0]
+    else:
+        pooled = np.stack([sequence[i, mask[i] == 1].mean(axis=0) for i in range(3)])
+    classifier = BertClassifier(config, num_labels=2, pooling=pooling)
+    assign_original_weights(classifier, weights)
+    kernel = np.random.default_rng(1).normal(size=(32, 2)).astype(np.float32)
+    classifier.classifier.kernel.assign(kernel)
+    logits = classifier(inputs, training=False)["logits"].numpy()
+    np.testing.assert_allclose(logits, pooled @ kernel, atol=1e-4)
+    # Not what the original head gives on the same weights: the test can tell them apart.
+    pooler = BertClassifier(config, num_labels=2)
+    assign_original_weights(pooler, weights)
+    pooler.classifier.kernel.assign(kernel)
+    assert np.abs(pooler(inputs, training=False)["logits"].numpy() - logits).max() > 1e-2
+
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        BertClassifier(config, num_labels=2, pooling="max")
+
+
 def test_classifier_dropout_only_in_training():
     config = tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     model = BertClassifier(config, num_labels=2, classifier_dropout=0.5)
@@ -453,9 +482,10 @@ def test_jit_compile_matches_eager_and_trains():
         lambda c: BertEncoder(c),
         lambda c: BertPretrainer(c),
         lambda c: BertClassifier(c, num_labels=3, classifier_dropout=0.2),
+        lambda c: BertClassifier(c, num_labels=3, classifier_dropout=0.2, pooling="mean"),
         lambda c: BertTokenClassifier(c, num_labels=4),
     ],
-    ids=["encoder", "pretrainer", "classifier", "token_classifier"],
+    ids=["encoder", "pretrainer", "classifier", "classifier_mean", "token_classifier"],
 )
 def test_keras_save_and_load_gives_identical_outputs(tmp_path, make):
     config = tiny_config(hidden_act="gelu_exact")
@@ -477,6 +507,7 @@ def test_keras_save_and_load_gives_identical_outputs(tmp_path, make):
         )
     if isinstance(model, BertClassifier):
         assert loaded.num_labels == 3 and loaded.classifier_dropout == 0.2
+        assert loaded.pooling == model.pooling
 
 
 def test_tf_train_checkpoint_tracks_every_block_and_restore_changes_weights(tmp_path):
