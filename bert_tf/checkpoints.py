@@ -852,11 +852,7 @@ def find_vocab_and_casing(path):
     original release folder names (`uncased_L-12_H-768_A-12` lower-cases, `cased_...` and
     `multi_cased_...` do not; `multilingual_L-...` and `chinese_L-...` lower-case).
     """
-    path = os.path.expanduser(os.fspath(path))
-    if os.path.isdir(path):
-        directory = path
-    else:
-        directory = os.path.dirname(os.path.abspath(path))
+    directory = checkpoint_directory(path)
     vocab = os.path.join(directory, "vocab.txt")
     vocab = vocab if os.path.isfile(vocab) else None
 
@@ -870,6 +866,63 @@ def find_vocab_and_casing(path):
     if do_lower_case is None:
         do_lower_case = _casing_from_name(os.path.basename(os.path.normpath(directory)))
     return vocab, do_lower_case
+
+
+def checkpoint_directory(path):
+    """The directory holding the checkpoint at `path` (a directory or a checkpoint prefix)."""
+    path = os.path.expanduser(os.fspath(path))
+    return path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+
+
+# sentence-transformers' Pooling config keys -> bert_tf BertClassifier pooling.
+_SENTENCE_POOLING_MODES = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean"}
+_SENTENCE_POOLING_UNSUPPORTED = ("pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens",
+                                 "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken")
+
+
+def find_sentence_pooling(path):
+    """"mean", "cls" or None: how the sentence-transformers model whose weights are at `path`
+    pools token states into its sentence vector, from its Pooling module's config.json (the
+    module `modules.json` names, else `1_Pooling/`). None when the directory has no Pooling
+    module (an original or plain Hugging Face BERT checkpoint).
+
+    Raises ValueError naming the file when it is not valid JSON or declares a pooling that a
+    single [hidden] vector cannot reproduce (max, mean-sqrt-len, weighted, last token, or
+    several modes concatenated).
+    """
+    directory = checkpoint_directory(path)
+    module_dir = os.path.join(directory, "1_Pooling")
+    modules_file = os.path.join(directory, "modules.json")
+    if os.path.isfile(modules_file):
+        modules = _read_json(modules_file)
+        for module in modules if isinstance(modules, list) else []:
+            if (isinstance(module, dict) and str(module.get("type", "")).endswith(".Pooling")
+                    and module.get("path")):
+                module_dir = os.path.join(directory, module["path"])
+                break
+    config_file = os.path.join(module_dir, "config.json")
+    if not os.path.isfile(config_file):
+        return None
+    config = _read_json(config_file)
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_file}: expected a JSON object of pooling_mode_* flags")
+    modes = [mode for key, mode in _SENTENCE_POOLING_MODES.items() if config.get(key)]
+    unsupported = [key for key in _SENTENCE_POOLING_UNSUPPORTED if config.get(key)]
+    if unsupported or len(modes) != 1:
+        declared = sorted(k for k, v in config.items() if k.startswith("pooling_mode") and v)
+        raise ValueError(f"{config_file}: sentence pooling {declared or 'none'} is not one "
+                         f"bert_tf can reproduce (exactly one of "
+                         f"{sorted(_SENTENCE_POOLING_MODES)} must be true); choose the "
+                         f"classifier's pooling explicitly")
+    return modes[0]
+
+
+def _read_json(path):
+    with open(path, "r", encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
 def _casing_from_name(folder):

@@ -709,3 +709,49 @@ def test_tokenizer_config_overrides_folder_name(tmp_path):
     os.makedirs(directory)
     (directory / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False}))
     assert checkpoints.find_vocab_and_casing(str(directory)) == (None, False)
+
+
+def test_sentence_pooling_of_the_minilm_package(minilm_dir):
+    # all-MiniLM-L6-v2 is trained as a sentence-transformers model with mean pooling.
+    with open(os.path.join(minilm_dir, "1_Pooling", "config.json"), encoding="utf-8") as f:
+        assert json.load(f)["pooling_mode_mean_tokens"] is True
+    assert checkpoints.find_sentence_pooling(minilm_dir) == "mean"
+    assert checkpoints.find_sentence_pooling(os.path.join(minilm_dir, "model.safetensors")) == "mean"
+
+
+def _pooling_config(directory, **modes):
+    os.makedirs(directory, exist_ok=True)
+    values = {"word_embedding_dimension": 32, "pooling_mode_cls_token": False,
+              "pooling_mode_mean_tokens": False, "pooling_mode_max_tokens": False}
+    values.update({f"pooling_mode_{k}": v for k, v in modes.items()})
+    (directory / "config.json").write_text(json.dumps(values))
+
+
+def test_sentence_pooling_follows_modules_json(tmp_path):
+    assert checkpoints.find_sentence_pooling(str(tmp_path)) is None  # plain BERT checkpoint
+    _pooling_config(tmp_path / "1_Pooling", mean_tokens=True)
+    assert checkpoints.find_sentence_pooling(str(tmp_path / "bert_model.ckpt")) == "mean"
+    # modules.json names the Pooling module's folder; 1_Pooling is then not read.
+    _pooling_config(tmp_path / "2_Pool", cls_token=True)
+    (tmp_path / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "2_Pool", "type": "sentence_transformers.models.Pooling"},
+    ]))
+    assert checkpoints.find_sentence_pooling(str(tmp_path)) == "cls"
+
+
+@pytest.mark.parametrize("modes", [dict(max_tokens=True), dict(mean_tokens=True, cls_token=True),
+                                   dict(mean_sqrt_len_tokens=True), {}])
+def test_sentence_pooling_that_one_vector_cannot_reproduce_is_an_error(tmp_path, modes):
+    _pooling_config(tmp_path / "1_Pooling", **modes)
+    config_file = str(tmp_path / "1_Pooling" / "config.json")
+    with pytest.raises(ValueError, match=re.escape(config_file) + ".*choose the classifier's pooling"):
+        checkpoints.find_sentence_pooling(str(tmp_path))
+
+
+def test_sentence_pooling_config_that_is_not_json_names_the_file(tmp_path):
+    os.makedirs(tmp_path / "1_Pooling")
+    (tmp_path / "1_Pooling" / "config.json").write_text("{pooling_mode_mean_tokens: true")
+    with pytest.raises(ValueError, match=re.escape(str(tmp_path / "1_Pooling" / "config.json"))
+                       + ": not valid JSON"):
+        checkpoints.find_sentence_pooling(str(tmp_path))
