@@ -9,6 +9,7 @@ Serving) and the generic processor's column flags. See docs/classifier.md.
       --output_dir=/tmp/mrpc --export_dir=/tmp/mrpc_export
 """
 
+import json
 import os
 import time
 
@@ -69,7 +70,16 @@ flags.DEFINE_bool("group_by_length", False, "Training batches of examples of sim
 flags.DEFINE_integer("pad_to_multiple_of", 8, "Batches are padded to their longest sequence "
                      "rounded up to this multiple (not to max_seq_length).")
 
+flags.DEFINE_enum("classifier_pooling", "auto", ["auto", "pooler", "cls", "mean"],
+                  "What the classifier reads: 'pooler' (the original: tanh pooler over [CLS]), "
+                  "'cls' ([CLS]'s last hidden state), 'mean' (mean of the tokens' last hidden "
+                  "states). 'auto': what OUTPUT_DIR or --init_checkpoint's directory recorded "
+                  "from an earlier fine-tuning run, else (single-text tasks) the sentence "
+                  "pooling a sentence-transformers checkpoint declares (1_Pooling/config.json), "
+                  "else 'pooler'.")
+
 LABEL_LIST_FILE = "label_list.txt"
+CLASSIFIER_CONFIG_FILE = "classifier_config.json"
 
 
 def _resolve_model_files(flag_values):
@@ -100,6 +110,48 @@ def _resolve_model_files(flag_values):
     return config, vocab_file, lower_case
 
 
+def _recorded_pooling(directory):
+    """The pooling a previous run_classifier recorded in `directory`, or None."""
+    path = os.path.join(directory, CLASSIFIER_CONFIG_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        try:
+            pooling = json.load(f).get("pooling")
+        except (json.JSONDecodeError, AttributeError):
+            pooling = None
+    if pooling not in ("pooler", "cls", "mean"):
+        raise app.UsageError(f"{path}: expected {{\"pooling\": \"pooler\" | \"cls\" | \"mean\"}}")
+    return pooling
+
+
+def _resolve_pooling(flag_values, pair):
+    """(pooling, where it came from) for --classifier_pooling (see the flag's help). `pair`:
+    each example is a text pair packed into one sequence."""
+    from bert_tf import checkpoints
+
+    if flag_values.classifier_pooling != "auto":
+        return flag_values.classifier_pooling, "--classifier_pooling"
+    ckpt = flag_values.init_checkpoint
+    candidates = [flag_values.output_dir]
+    if ckpt:
+        candidates.append(checkpoints.checkpoint_directory(ckpt))
+    for directory in candidates:
+        pooling = _recorded_pooling(directory)
+        if pooling:
+            return pooling, os.path.join(directory, CLASSIFIER_CONFIG_FILE)
+    # A declared sentence pooling makes one text's embedding; two texts packed into one
+    # sequence were never pooled that way by the checkpoint, so pairs keep the original's head.
+    if ckpt and not pair:
+        try:
+            pooling = checkpoints.find_sentence_pooling(ckpt)
+        except ValueError as e:
+            raise app.UsageError(f"--init_checkpoint={ckpt}: {e} (--classifier_pooling)") from None
+        if pooling:
+            return pooling, "the sentence-transformers Pooling config of --init_checkpoint"
+    return "pooler", "the original's default"
+
+
 def _saved_generic_labels(flag_values):
     """A previous training run's label list (generic task), for eval/predict-only runs."""
     saved = os.path.join(flag_values.output_dir, LABEL_LIST_FILE)
@@ -122,11 +174,11 @@ def classification_loss(labels, logits, is_regression):
     return -tf.reduce_sum(one_hot * log_probs, axis=-1)
 
 
-def build_classifier(config, num_labels):
+def build_classifier(config, num_labels, pooling="pooler"):
     """A BertClassifier (built); num_labels 0 (regression) gives one output."""
     from bert_tf.models import BertClassifier
 
-    return BertClassifier(config, num_labels=max(num_labels, 1))
+    return BertClassifier(config, num_labels=max(num_labels, 1), pooling=pooling)
 
 
 def make_predict_fn(model, jit_compile=False):
@@ -217,7 +269,6 @@ def write_predictions(output_dir, logits, processor, label_list, suffix=""):
 def _copy_model_files(output_dir, config, vocab_file, do_lower_case):
     """bert_config.json, vocab.txt and the casing beside the fine-tuned checkpoints, so the
     output_dir itself works as an --init_checkpoint later."""
-    import json
     import shutil
 
     config.to_json_file(os.path.join(output_dir, "bert_config.json.tmp"))
@@ -282,8 +333,12 @@ def main(argv):
                                       do_lower_case, FLAGS.max_seq_length, label_list,
                                       cache_dir=cache_dir, set_name=set_name)
 
+    pair = task not in ("cola", "sst-2", "sst2") and not (
+        task == "generic" and not FLAGS.text_b_column)
+    pooling, pooling_source = _resolve_pooling(FLAGS, pair)
+    logging.info("Classifier pooling: %s (from %s)", pooling, pooling_source)
     with strategy.scope():
-        model = build_classifier(config, num_labels)
+        model = build_classifier(config, num_labels, pooling)
 
     def load_init_checkpoint():
         if FLAGS.init_checkpoint:
@@ -320,6 +375,8 @@ def main(argv):
     timings = {}
     if FLAGS.do_train:
         _copy_model_files(FLAGS.output_dir, config, vocab_file, do_lower_case)
+        write_atomically(os.path.join(FLAGS.output_dir, CLASSIFIER_CONFIG_FILE),
+                         json.dumps({"pooling": pooling}) + "\n")
         if processor.name == "generic" and label_list:
             write_atomically(os.path.join(FLAGS.output_dir, LABEL_LIST_FILE),
                              "".join(f"{label}\n" for label in label_list))
@@ -382,8 +439,6 @@ def main(argv):
 
         preprocessor = export.TextPreprocessor(vocab_file, lower_case=do_lower_case,
                                                seq_length=FLAGS.max_seq_length)
-        pair = task not in ("cola", "sst-2", "sst2") and not (
-            task == "generic" and not FLAGS.text_b_column)
         path = export.export_text_model(
             FLAGS.export_dir, model, preprocessor,
             export.classification_postprocess(label_list, processor.is_regression),

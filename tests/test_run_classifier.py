@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import re
 
 import numpy as np
 import pytest
@@ -145,3 +146,71 @@ def test_usage_errors(tmp_path, model_files):
         run(["--task_name=mrpc", f"--data_dir={tmp_path}", f"--output_dir={tmp_path / 'o'}",
              f"--vocab_file={vocab}", f"--bert_config_file={config}", "--do_train",
              "--max_seq_length=16"])
+
+
+class PoolingFlags:
+    """The three flags run_classifier._resolve_pooling reads."""
+
+    def __init__(self, output_dir, init_checkpoint="", classifier_pooling="auto"):
+        self.output_dir, self.init_checkpoint = str(output_dir), str(init_checkpoint)
+        self.classifier_pooling = classifier_pooling
+
+
+def write_sentence_pooling(directory, mode):
+    os.makedirs(os.path.join(directory, "1_Pooling"))
+    with open(os.path.join(directory, "1_Pooling", "config.json"), "w", encoding="utf-8") as f:
+        json.dump({f"pooling_mode_{m}": m == mode for m in ("cls_token", "mean_tokens", "max_tokens")}, f)
+
+
+def test_classifier_pooling_resolution(tmp_path):
+    def resolve(*args, pair=False):
+        return run_classifier._resolve_pooling(PoolingFlags(*args), pair)[0]
+
+    out, ckpt = tmp_path / "out", tmp_path / "sentence_model"
+    os.makedirs(out)
+    assert resolve(out) == "pooler"  # no checkpoint: the original's head
+    write_sentence_pooling(str(ckpt), "mean_tokens")
+    assert resolve(out, ckpt) == "mean"  # single texts: the checkpoint's declared pooling
+    assert resolve(out, ckpt, pair=True) == "pooler"  # pairs: the original's head
+    assert resolve(out, ckpt, "pooler") == "pooler"
+    assert resolve(out, ckpt, "cls", pair=True) == "cls"
+    # A fine-tuning run's record wins over the sentence-transformers config: OUTPUT_DIR's
+    # checkpoint (resumed or restored) was trained with that head.
+    (out / "classifier_config.json").write_text('{"pooling": "cls"}\n')
+    assert resolve(out, ckpt) == "cls"
+    assert resolve(out, ckpt, pair=True) == "cls"
+    (out / "classifier_config.json").write_text('{"pooling": "max"}\n')
+    with pytest.raises(Exception, match=re.escape(str(out / "classifier_config.json"))):
+        resolve(out, ckpt)
+
+    max_model = tmp_path / "max_model"
+    write_sentence_pooling(str(max_model), "max_tokens")
+    with pytest.raises(Exception, match=r"--init_checkpoint=.*max_model.*--classifier_pooling"):
+        resolve(tmp_path / "new", max_model)
+
+
+def test_pooling_is_recorded_and_reused_from_the_fine_tuned_dir(tmp_path, model_files):
+    vocab, config = model_files
+    data = str(tmp_path / "data")
+    write_task(data)
+    common = ["--task_name=generic", f"--data_dir={data}", f"--vocab_file={vocab}",
+              f"--bert_config_file={config}", "--text_a_column=text", "--label_column=sentiment",
+              "--max_seq_length=16", "--seed=1", "--eval_batch_size=16"]
+    first = str(tmp_path / "first")
+    run(common + [f"--output_dir={first}", "--do_train", "--do_eval", "--train_batch_size=16",
+                  "--num_train_epochs=1", "--learning_rate=2e-3", "--classifier_pooling=mean"])
+    with open(os.path.join(first, "classifier_config.json"), encoding="utf-8") as f:
+        assert json.load(f) == {"pooling": "mean"}
+    trained = read_results(os.path.join(first, "eval_results.txt"))
+
+    def eval_from_first(name, *extra):
+        out = str(tmp_path / name)
+        run(common + [f"--output_dir={out}", f"--init_checkpoint={first}", "--do_eval", *extra])
+        return read_results(os.path.join(out, "eval_results.txt"))
+
+    # A later run from the fine-tuned dir, without the flag, uses the same head: same loss.
+    again = eval_from_first("again")
+    assert float(again["eval_loss"]) == pytest.approx(float(trained["eval_loss"]), abs=1e-5)
+    # The original's pooler head on the same weights gives another loss (the check can fail).
+    pooler = eval_from_first("pooler", "--classifier_pooling=pooler")
+    assert abs(float(pooler["eval_loss"]) - float(trained["eval_loss"])) > 1e-3
