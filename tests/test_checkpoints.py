@@ -417,7 +417,7 @@ def test_pretraining_checkpoint_into_new_classifier_reports_new_head(tmp_path, c
     prefix = write_tf1_checkpoint(str(tmp_path / "bert_model.ckpt"), random_original_weights(c, seed=4))
     model = BertTokenClassifier(c, num_labels=5)
     kernel_before = model.classifier.kernel.numpy().copy()
-    with caplog.at_level(py_logging.INFO):
+    with caplog.at_level(py_logging.INFO, logger="absl"):
         report = checkpoints.load_checkpoint(model, prefix + ".index")
     assert sorted(report.missing) == ["output_bias", "output_weights"]
     assert any("classifier" in r.getMessage() for r in caplog.records)
