@@ -112,16 +112,19 @@ def _resolve_model_files(flag_values):
 
 def _recorded_pooling(directory):
     """The pooling a previous run_classifier recorded in `directory`, or None."""
+    from bert_tf.models import CLASSIFIER_POOLINGS
+
     path = os.path.join(directory, CLASSIFIER_CONFIG_FILE)
     if not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as f:
         try:
-            pooling = json.load(f).get("pooling")
-        except (json.JSONDecodeError, AttributeError):
-            pooling = None
-    if pooling not in ("pooler", "cls", "mean"):
-        raise app.UsageError(f"{path}: expected {{\"pooling\": \"pooler\" | \"cls\" | \"mean\"}}")
+            record = json.load(f)
+        except json.JSONDecodeError:
+            record = None
+    pooling = record.get("pooling") if isinstance(record, dict) else None
+    if pooling not in CLASSIFIER_POOLINGS:
+        raise app.UsageError(f'{path}: expected {{"pooling": one of {list(CLASSIFIER_POOLINGS)}}}')
     return pooling
 
 
