@@ -876,8 +876,6 @@ def checkpoint_directory(path):
 
 # sentence-transformers' Pooling config keys -> bert_tf BertClassifier pooling.
 _SENTENCE_POOLING_MODES = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean"}
-_SENTENCE_POOLING_UNSUPPORTED = ("pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens",
-                                 "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken")
 
 
 def find_sentence_pooling(path):
@@ -906,15 +904,13 @@ def find_sentence_pooling(path):
     config = _read_json(config_file)
     if not isinstance(config, dict):
         raise ValueError(f"{config_file}: expected a JSON object of pooling_mode_* flags")
-    modes = [mode for key, mode in _SENTENCE_POOLING_MODES.items() if config.get(key)]
-    unsupported = [key for key in _SENTENCE_POOLING_UNSUPPORTED if config.get(key)]
-    if unsupported or len(modes) != 1:
-        declared = sorted(k for k, v in config.items() if k.startswith("pooling_mode") and v)
+    declared = sorted(k for k, v in config.items() if k.startswith("pooling_mode_") and v)
+    if len(declared) != 1 or declared[0] not in _SENTENCE_POOLING_MODES:
         raise ValueError(f"{config_file}: sentence pooling {declared or 'none'} is not one "
                          f"bert_tf can reproduce (exactly one of "
                          f"{sorted(_SENTENCE_POOLING_MODES)} must be true); choose the "
                          f"classifier's pooling explicitly")
-    return modes[0]
+    return _SENTENCE_POOLING_MODES[declared[0]]
 
 
 def _read_json(path):
