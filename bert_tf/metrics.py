@@ -9,6 +9,10 @@ textbook definition and is tested against hand-computed values:
 - `span_f1` for BIO/IOBES tagging: entity spans are extracted with the rules of the CoNLL
   `conlleval` script (what seqeval's default mode reproduces), or with `mode="strict"`,
   where a span must begin with B- (or S-) and continue with I- (E-) of the same type.
+- `conlleval_report` / `format_conlleval_table`: everything the conlleval script prints
+  (token accuracy, overall and per-type precision / recall / F1, chunk counts) for IOB1, BIO
+  or BIOES sequences. bert_tf keeps its own copy instead of seqeval because seqeval's token
+  accuracy and its handling of IOB1 input differ from the script the CoNLL numbers come from.
 """
 
 from typing import Dict, List, Sequence, Tuple
@@ -227,3 +231,79 @@ def span_f1(true_sequences: Sequence[Sequence[str]], predicted_sequences: Sequen
                             {s for s in predicted_spans if s[1] == entity})
         result[f"{entity}_f1"] = type_f1
     return result
+
+
+def conlleval_report(true_sequences: Sequence[Sequence[str]],
+                     predicted_sequences: Sequence[Sequence[str]]) -> Dict[str, float]:
+    """The numbers the CoNLL `conlleval` script prints, as one flat dict.
+
+    Chunks are read with conlleval's rules (`extract_spans(mode="conlleval")`), which read IOB1,
+    BIO and BIOES alike: the same entities tagged in any of the three give the same chunks. A
+    chunk is correct when type, first and last token all match.
+
+    Keys (fractions in [0, 1], not percent):
+      `precision`, `recall`, `f1` — micro over chunks (0.0 when undefined, as conlleval);
+      `accuracy` — tokens whose predicted tag equals the true tag, over all tokens
+        (O tokens included, as conlleval);
+      `num_tokens`, `num_true_entities`, `num_predicted_entities`, `num_correct` — counts;
+      per entity type T (every type that is true or predicted somewhere): `T_precision`,
+        `T_recall`, `T_f1`, `T_support` (true chunks of T) and `T_found` (predicted chunks).
+    The per-type keys are flat (not nested) so the dict can be written as `key = value` lines.
+    """
+    if len(true_sequences) != len(predicted_sequences):
+        raise ValueError(f"{len(true_sequences)} true sequences but {len(predicted_sequences)} "
+                         f"predicted ones")
+    true_spans, predicted_spans = set(), set()
+    num_tokens = correct_tags = 0
+    for n, (truth, guess) in enumerate(zip(true_sequences, predicted_sequences)):
+        if len(truth) != len(guess):
+            raise ValueError(f"sequence {n}: {len(truth)} true tags but {len(guess)} predicted")
+        num_tokens += len(truth)
+        correct_tags += sum(1 for t, g in zip(truth, guess) if _split_tag(t) == _split_tag(g))
+        true_spans.update((n,) + s for s in extract_spans(truth))
+        predicted_spans.update((n,) + s for s in extract_spans(guess))
+
+    def counts(truth, guess):
+        correct = len(truth & guess)
+        precision = correct / len(guess) if guess else 0.0
+        recall = correct / len(truth) if truth else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return precision, recall, f1, correct
+
+    precision, recall, f1, correct = counts(true_spans, predicted_spans)
+    report = {"precision": precision, "recall": recall, "f1": f1,
+              "accuracy": correct_tags / num_tokens if num_tokens else 0.0,
+              "num_tokens": num_tokens, "num_true_entities": len(true_spans),
+              "num_predicted_entities": len(predicted_spans), "num_correct": correct}
+    for entity in sorted({s[1] for s in true_spans | predicted_spans}):
+        truth = {s for s in true_spans if s[1] == entity}
+        guess = {s for s in predicted_spans if s[1] == entity}
+        type_precision, type_recall, type_f1, _ = counts(truth, guess)
+        report.update({f"{entity}_precision": type_precision, f"{entity}_recall": type_recall,
+                       f"{entity}_f1": type_f1, f"{entity}_support": len(truth),
+                       f"{entity}_found": len(guess)})
+    return report
+
+
+def format_conlleval_table(report: Dict[str, float]) -> str:
+    """A `conlleval_report` as text: conlleval's summary line, then one row per entity type
+    (precision, recall, F1 in percent, support = true chunks, found = predicted chunks) and
+    an `overall` row, then the token accuracy."""
+    types = sorted(key[:-len("_support")] for key in report if key.endswith("_support"))
+    width = max([len("overall"), len("type")] + [len(t) for t in types])
+    lines = [f"processed {report['num_tokens']} tokens with {report['num_true_entities']} phrases; "
+             f"found: {report['num_predicted_entities']} phrases; correct: {report['num_correct']}.",
+             f"{'type':<{width}}  {'precision':>9}  {'recall':>7}  {'F1':>6}  {'support':>7}  "
+             f"{'found':>7}"]
+
+    def row(name, precision, recall, f1, support, found):
+        return (f"{name:<{width}}  {100 * precision:>8.2f}%  {100 * recall:>6.2f}%  "
+                f"{100 * f1:>6.2f}  {support:>7d}  {found:>7d}")
+
+    for t in types:
+        lines.append(row(t, report[f"{t}_precision"], report[f"{t}_recall"], report[f"{t}_f1"],
+                         report[f"{t}_support"], report[f"{t}_found"]))
+    lines.append(row("overall", report["precision"], report["recall"], report["f1"],
+                     report["num_true_entities"], report["num_predicted_entities"]))
+    lines.append(f"accuracy: {100 * report['accuracy']:.2f}% of {report['num_tokens']} tokens")
+    return "\n".join(lines) + "\n"

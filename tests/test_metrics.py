@@ -68,3 +68,86 @@ def test_span_f1_micro_and_per_type():
     assert metrics.span_f1([["B-PER", "I-PER"]], [["B-PER", "O"]])["f1"] == 0.0
     with pytest.raises(ValueError, match="sequence 0: 2 true tags but 1 predicted"):
         metrics.span_f1([["O", "O"]], [["O"]])
+
+
+def test_conlleval_report_boundary_type_errors_and_per_type():
+    truth = [["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O"], ["B-ORG", "O", "B-PER"]]
+    guess = [["B-PER", "O", "O", "B-ORG", "I-ORG", "O"], ["B-ORG", "O", "B-PER"]]
+    # True chunks PER(0:0-2) LOC(0:3-5) ORG(1:0) PER(1:2); predicted PER(0:0-1) (boundary
+    # error), ORG(0:3-5) (type error), ORG(1:0), PER(1:2): 2 of 4 correct -> P = R = F1 = 1/2.
+    # Tags equal at 0, 2, 5 of sentence 0 and all 3 of sentence 1: accuracy 6/9.
+    # PER: 2 true, 2 found, 1 correct. LOC: 1 true, 0 found. ORG: 1 true, 2 found, 1 correct
+    # -> P 1/2, R 1, F1 2·(1/2)·1 / (3/2) = 2/3.
+    report = metrics.conlleval_report(truth, guess)
+    assert report == pytest.approx({
+        "precision": 0.5, "recall": 0.5, "f1": 0.5, "accuracy": 6 / 9, "num_tokens": 9,
+        "num_true_entities": 4, "num_predicted_entities": 4, "num_correct": 2,
+        "PER_precision": 0.5, "PER_recall": 0.5, "PER_f1": 0.5, "PER_support": 2, "PER_found": 2,
+        "LOC_precision": 0.0, "LOC_recall": 0.0, "LOC_f1": 0.0, "LOC_support": 1, "LOC_found": 0,
+        "ORG_precision": 0.5, "ORG_recall": 1.0, "ORG_f1": 2 / 3, "ORG_support": 1,
+        "ORG_found": 2})
+    # span_f1 (the older entry point) agrees on the shared numbers.
+    assert metrics.span_f1(truth, guess) == pytest.approx(
+        {"precision": 0.5, "recall": 0.5, "f1": 0.5, "PER_f1": 0.5, "LOC_f1": 0.0, "ORG_f1": 2 / 3})
+    table = metrics.format_conlleval_table(report)
+    lines = table.splitlines()
+    assert lines[0] == "processed 9 tokens with 4 phrases; found: 4 phrases; correct: 2."
+    assert lines[1].split() == ["type", "precision", "recall", "F1", "support", "found"]
+    assert [line.split() for line in lines[2:6]] == [
+        ["LOC", "0.00%", "0.00%", "0.00", "1", "0"],
+        ["ORG", "50.00%", "100.00%", "66.67", "1", "2"],
+        ["PER", "50.00%", "50.00%", "50.00", "2", "2"],
+        ["overall", "50.00%", "50.00%", "50.00", "4", "4"]]
+    assert lines[6] == "accuracy: 66.67% of 9 tokens"
+
+
+def test_conlleval_quirks():
+    # An I- after O (or at the start) opens a chunk, as conlleval reads it.
+    assert metrics.extract_spans(["O", "I-PER", "I-PER", "O"]) == [("PER", 1, 3)]
+    # B-X I-Y: the type change ends X and opens Y.
+    assert metrics.extract_spans(["B-X", "I-Y"]) == [("X", 0, 1), ("Y", 1, 2)]
+    # E- without B- is a one-token chunk; E- after E- opens a new one; I- after S- too.
+    assert metrics.extract_spans(["O", "E-X", "O"]) == [("X", 1, 2)]
+    assert metrics.extract_spans(["B-X", "E-X", "E-X"]) == [("X", 0, 2), ("X", 2, 3)]
+    assert metrics.extract_spans(["S-X", "I-X"]) == [("X", 0, 1), ("X", 1, 2)]
+    # I- without B- in the truth and B- in the guess: the same chunk PER(1-3), so F1 = 1, but
+    # token 1 differs (I-PER vs B-PER): accuracy 3/4.
+    report = metrics.conlleval_report([["O", "I-PER", "I-PER", "O"]], [["O", "B-PER", "I-PER", "O"]])
+    assert report["f1"] == 1.0 and report["num_correct"] == 1
+    assert report["accuracy"] == pytest.approx(3 / 4)
+    # Nothing predicted, nothing true: conlleval prints 0 for the undefined ratios.
+    empty = metrics.conlleval_report([["O", "O"]], [["O", "O"]])
+    assert (empty["precision"], empty["recall"], empty["f1"], empty["accuracy"]) == (0, 0, 0, 1)
+    with pytest.raises(ValueError, match="sequence 0: 2 true tags but 1 predicted"):
+        metrics.conlleval_report([["O", "O"]], [["O"]])
+
+
+def test_conlleval_report_same_for_iob1_bio_bioes():
+    # Entities [PER PER] [LOC] [LOC LOC] O [ORG]: two adjacent LOC chunks, so IOB1 needs its B-.
+    iob1 = ["I-PER", "I-PER", "I-LOC", "B-LOC", "I-LOC", "O", "I-ORG"]
+    bio = ["B-PER", "I-PER", "B-LOC", "B-LOC", "I-LOC", "O", "B-ORG"]
+    bioes = ["B-PER", "E-PER", "S-LOC", "B-LOC", "E-LOC", "O", "S-ORG"]
+    spans = [("PER", 0, 2), ("LOC", 2, 3), ("LOC", 3, 5), ("ORG", 6, 7)]
+    assert metrics.extract_spans(iob1) == metrics.extract_spans(bio) == spans
+    assert metrics.extract_spans(bioes) == spans
+    # Across schemes the chunks all match (F1 1); only I-LOC/B-LOC (3) and O (5) are equal
+    # tags between IOB1 and BIOES: accuracy 2/7.
+    cross = metrics.conlleval_report([iob1], [bioes])
+    assert cross["f1"] == 1.0 and cross["accuracy"] == pytest.approx(2 / 7)
+    # One prediction (PER(0-2) right, LOC(2-5) merged wrongly, ORG missed) written in each
+    # scheme: P 1/2, R 1/4, F1 2·(1/2)(1/4)/(3/4) = 1/3 whatever the scheme.
+    guesses = {"IOB1": ["I-PER", "I-PER", "I-LOC", "I-LOC", "I-LOC", "O", "O"],
+               "BIO": ["B-PER", "I-PER", "B-LOC", "I-LOC", "I-LOC", "O", "O"],
+               "BIOES": ["B-PER", "E-PER", "B-LOC", "I-LOC", "E-LOC", "O", "O"]}
+    truths = {"IOB1": iob1, "BIO": bio, "BIOES": bioes}
+    chunk_keys = ["precision", "recall", "f1", "num_true_entities", "num_predicted_entities",
+                  "num_correct", "PER_f1", "LOC_precision", "LOC_support", "LOC_found",
+                  "ORG_recall", "ORG_support"]
+    expected = [0.5, 0.25, 1 / 3, 4, 2, 1, 1.0, 0.0, 2, 1, 0.0, 1]
+    # Token accuracy is per tag, so it does depend on the scheme: IOB1 and BIO differ from
+    # the truth at tokens 3 and 6 (5/7); BIOES also at 2 (S-LOC vs B-LOC): 4/7.
+    accuracies = {"IOB1": 5 / 7, "BIO": 5 / 7, "BIOES": 4 / 7}
+    for scheme in truths:
+        report = metrics.conlleval_report([truths[scheme]], [guesses[scheme]])
+        assert [report[k] for k in chunk_keys] == pytest.approx(expected), scheme
+        assert report["accuracy"] == pytest.approx(accuracies[scheme]), scheme
