@@ -5,6 +5,8 @@ passes its `flags.FLAGS` to `strategy_from_flags` / `setup_from_flags`. Library 
 reads FLAGS; only these helpers and the scripts do.
 """
 
+import dataclasses
+
 from absl import flags, logging
 
 from bert_tf import distribution
@@ -66,6 +68,75 @@ def define_common_flags(flag_values=flags.FLAGS):
     """All of the above."""
     define_distribution_flags(flag_values)
     define_performance_flags(flag_values)
+
+
+def define_finetuning_flags(data_help, flag_values=flags.FLAGS):
+    """The flags every fine-tuning script (run_classifier.py, run_ner.py) shares: the original
+    run_classifier's names, defaults and meaning, bert_tf's additions, and the common flags.
+    `data_help` is the script's own text for --data_dir."""
+
+    def string(name, help_text):
+        flags.DEFINE_string(name, None, help_text, flag_values=flag_values)
+
+    string("data_dir", data_help)
+    string("bert_config_file", "The config json file corresponding to the pre-trained BERT "
+           "model (default: the one next to --init_checkpoint).")
+    string("vocab_file", "The vocabulary file that the BERT model was trained on (default: the "
+           "one next to --init_checkpoint).")
+    string("output_dir", "The output directory where the model checkpoints and result files "
+           "will be written.")
+    string("init_checkpoint", "Initial checkpoint: an original BERT checkpoint (prefix or "
+           "directory), a Hugging Face BERT directory, a bert_tf checkpoint or an earlier "
+           "fine-tuning run's output_dir.")
+    flags.DEFINE_bool("do_lower_case", True, "Whether to lower case the input text. Should be "
+                      "True for uncased models and False for cased models (default: what the "
+                      "checkpoint's directory says, else True).", flag_values=flag_values)
+    flags.DEFINE_integer("max_seq_length", 128, "The maximum total input sequence length after "
+                         "WordPiece tokenization.", flag_values=flag_values)
+    flags.DEFINE_bool("do_train", False, "Whether to run training.", flag_values=flag_values)
+    flags.DEFINE_bool("do_eval", False, "Whether to run eval on the dev set.",
+                      flag_values=flag_values)
+    flags.DEFINE_bool("do_predict", False, "Whether to run the model in inference mode on the "
+                      "test set.", flag_values=flag_values)
+    flags.DEFINE_integer("train_batch_size", 32, "Total batch size for training.",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("eval_batch_size", 8, "Total batch size for eval.",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("predict_batch_size", 8, "Total batch size for predict.",
+                         flag_values=flag_values)
+    flags.DEFINE_float("learning_rate", 5e-5, "The initial learning rate for Adam.",
+                       flag_values=flag_values)
+    flags.DEFINE_float("num_train_epochs", 3.0, "Total number of training epochs to perform.",
+                       flag_values=flag_values)
+    flags.DEFINE_float("warmup_proportion", 0.1, "Proportion of training to perform linear "
+                       "learning rate warmup for. E.g., 0.1 = 10% of training.",
+                       flag_values=flag_values)
+    flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save the model "
+                         "checkpoint.", flag_values=flag_values)
+    flags.DEFINE_integer("iterations_per_loop", 1000, "How many steps to make in each estimator "
+                         "call (bert_tf: steps per host loop between progress reports).",
+                         flag_values=flag_values)
+    string("export_dir", "If set, export a SavedModel that takes raw text to "
+           "EXPORT_DIR/<next integer version>/ (TF Serving layout).")
+    flags.DEFINE_bool("cache_features", True, "Cache tokenized features in "
+                      "OUTPUT_DIR/feature_cache (keyed by data file, vocabulary, casing and "
+                      "max_seq_length).", flag_values=flag_values)
+    flags.DEFINE_integer("pad_to_multiple_of", 8, "Batches are padded to their longest sequence "
+                         "rounded up to this multiple (not to max_seq_length).",
+                         flag_values=flag_values)
+    define_common_flags(flag_values)
+
+
+def settings_from_flags(settings_class, flag_values=flags.FLAGS):
+    """An instance of the dataclass `settings_class` whose fields take the flags of the same
+    names. `do_lower_case` is None (detect from the checkpoint) unless the flag was given."""
+    values = {}
+    for field in dataclasses.fields(settings_class):
+        if field.name in flag_values:
+            values[field.name] = flag_values[field.name].value
+    if "do_lower_case" in values and not flag_values["do_lower_case"].present:
+        values["do_lower_case"] = None
+    return settings_class(**values)
 
 
 def tpu_address_from_flags(flag_values=flags.FLAGS):

@@ -51,7 +51,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from bert_tf import distribution
+from bert_tf import distribution, files
 
 from tensorflow.core.framework import summary_pb2  # noqa: E402  (TF's own protos)
 
@@ -564,12 +564,7 @@ def write_eval_results(path, results):
             text = str(np.float32(value))
         lines.append(f"{key} = {text}\n")
         logging.info("  %s = %s", key, text)
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    temporary = f"{path}.tmp{os.getpid()}"
-    with tf.io.gfile.GFile(temporary, "w") as writer:
-        writer.write("".join(lines))
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+    files.atomic_write(path, "".join(lines))
     return path
 
 

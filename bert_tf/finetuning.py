@@ -1,0 +1,230 @@
+"""What every fine-tuning task shares: the library under run_classifier.py and run_ner.py.
+
+A task (bert_tf.classifier, bert_tf.ner) defines its settings as a subclass of
+`FineTuningSettings`, reads its data into features, builds its model, and hands the rest to the
+functions here:
+
+* `resolve_model_files`: bert_config.json, vocab.txt and the casing, from the settings or from
+  what lies beside `init_checkpoint` (an original release folder, a Hugging Face folder, an
+  earlier fine-tuning run's output_dir);
+* `FineTuningRun`: the strategy-scoped optimizer and `bert_tf.training.Trainer`, training from
+  `init_checkpoint` or resuming from output_dir, restoring for evaluate/predict-only runs, and
+  copying the model files so that output_dir is itself a checkpoint a later run can start from;
+* `make_predict_fn` / `predict_batches`: batched inference without retracing;
+* `write_eval_results`: the original's `eval_results.txt`.
+
+Nothing here reads absl flags: a Python user builds the settings and calls the task's `run_*`
+function, exactly as the scripts do.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Callable, Dict, List, Optional
+
+from absl import logging
+
+from bert_tf import files
+
+EVAL_RESULTS_FILE = "eval_results.txt"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+
+
+@dataclasses.dataclass
+class FineTuningSettings:
+    """Settings every fine-tuning task has: the original run_classifier flags' names and
+    defaults, plus bert_tf's. `do_lower_case=None` means: what the checkpoint's directory says
+    (tokenizer_config.json or the release folder's name), else True."""
+
+    output_dir: Optional[str] = None
+    data_dir: Optional[str] = None
+    init_checkpoint: Optional[str] = None
+    bert_config_file: Optional[str] = None
+    vocab_file: Optional[str] = None
+    do_lower_case: Optional[bool] = None
+    max_seq_length: int = 128
+    do_train: bool = False
+    do_eval: bool = False
+    do_predict: bool = False
+    train_batch_size: int = 32
+    eval_batch_size: int = 8
+    predict_batch_size: int = 8
+    learning_rate: float = 5e-5
+    num_train_epochs: float = 3.0
+    warmup_proportion: float = 0.1
+    save_checkpoints_steps: int = 1000
+    iterations_per_loop: int = 1000
+    # bert_tf additions
+    export_dir: Optional[str] = None
+    cache_features: bool = True
+    pad_to_multiple_of: int = 8
+    seed: int = 12345
+    jit_compile: bool = False
+
+    def validate(self):
+        """Raises ValueError naming the setting (as its flag) that is wrong."""
+        if not self.output_dir:
+            raise ValueError("--output_dir is required")
+        if not (self.do_train or self.do_eval or self.do_predict):
+            raise ValueError("At least one of --do_train, --do_eval or --do_predict must be True.")
+        if not self.init_checkpoint and not self.bert_config_file:
+            raise ValueError("--bert_config_file is required when --init_checkpoint is not given")
+        if not self.init_checkpoint and not self.vocab_file:
+            raise ValueError("--vocab_file is required when --init_checkpoint is not given")
+        for name in ("max_seq_length", "train_batch_size", "eval_batch_size",
+                     "predict_batch_size", "save_checkpoints_steps", "iterations_per_loop"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
+        if self.max_seq_length < 3:
+            raise ValueError(f"--max_seq_length must be at least 3, got {self.max_seq_length}")
+        if self.do_train and self.num_train_epochs <= 0:
+            raise ValueError(f"--num_train_epochs must be positive, got {self.num_train_epochs}")
+        if not 0 <= self.warmup_proportion <= 1:
+            raise ValueError(f"--warmup_proportion must be in [0, 1], got {self.warmup_proportion}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"--learning_rate must be positive, got {self.learning_rate}")
+
+
+@dataclasses.dataclass
+class ModelFiles:
+    """The model description a fine-tuning run starts from."""
+
+    config: "object"  # bert_tf.config.BertConfig
+    vocab_file: str
+    do_lower_case: bool
+
+
+def resolve_model_files(settings: FineTuningSettings) -> ModelFiles:
+    """The settings' bert_config_file / vocab_file / do_lower_case, each falling back to what
+    lies beside `init_checkpoint`; the casing is checked against a published release's name."""
+    from bert_tf import checkpoints
+    from bert_tf.config import BertConfig
+    from bert_tf.tokenization import validate_case_matches_checkpoint
+
+    ckpt = settings.init_checkpoint
+    if settings.bert_config_file:
+        config = BertConfig.from_json_file(settings.bert_config_file)
+    elif ckpt:
+        config = checkpoints.read_config(ckpt)
+    else:
+        raise ValueError("--bert_config_file is required when --init_checkpoint is not given")
+    found_vocab, found_case = checkpoints.find_vocab_and_casing(ckpt) if ckpt else (None, None)
+    vocab_file = settings.vocab_file or found_vocab
+    if not vocab_file:
+        raise ValueError(f"--vocab_file is required: no vocab.txt found next to "
+                         f"--init_checkpoint={ckpt}")
+    do_lower_case = settings.do_lower_case
+    if do_lower_case is None:
+        do_lower_case = True if found_case is None else found_case
+    if ckpt:
+        validate_case_matches_checkpoint(do_lower_case, ckpt)
+    if settings.max_seq_length > config.max_position_embeddings:
+        raise ValueError(f"--max_seq_length={settings.max_seq_length} exceeds the model's "
+                         f"max_position_embeddings={config.max_position_embeddings}")
+    return ModelFiles(config=config, vocab_file=vocab_file, do_lower_case=bool(do_lower_case))
+
+
+def copy_model_files(output_dir: str, model_files: ModelFiles):
+    """bert_config.json, vocab.txt and the casing (tokenizer_config.json) beside the fine-tuned
+    checkpoints, so that output_dir itself works as an --init_checkpoint later."""
+    model_files.config.to_json_file(os.path.join(output_dir, "bert_config.json"))
+    files.atomic_copy(model_files.vocab_file, os.path.join(output_dir, "vocab.txt"))
+    files.atomic_write(os.path.join(output_dir, TOKENIZER_CONFIG_FILE),
+                       json.dumps({"do_lower_case": model_files.do_lower_case}) + "\n")
+
+
+def num_train_steps_of(num_examples: int, settings: FineTuningSettings) -> int:
+    """The original's int(examples / batch * epochs); ValueError when that is 0."""
+    steps = int(num_examples / settings.train_batch_size * settings.num_train_epochs)
+    if steps < 1:
+        raise ValueError(f"{num_examples} training examples, batch {settings.train_batch_size} "
+                         f"and {settings.num_train_epochs} epochs give 0 training steps")
+    return steps
+
+
+class FineTuningRun:
+    """The optimizer and Trainer of one fine-tuning run, created under `strategy`'s scope.
+
+    `model` must have been built under the same scope. `loss_fn(features, outputs)` returns the
+    scalar training loss. With `num_train_steps` None (no training), the optimizer is created
+    for one step, as the original does for evaluate/predict-only runs.
+    """
+
+    def __init__(self, strategy, model, settings: FineTuningSettings, loss_fn: Callable,
+                 num_train_steps: Optional[int] = None):
+        from bert_tf import optimization, training
+
+        self.strategy = strategy
+        self.model = model
+        self.settings = settings
+        self.num_train_steps = num_train_steps or 1
+        self.num_warmup_steps = int(self.num_train_steps * settings.warmup_proportion)
+        with strategy.scope():
+            optimizer = optimization.create_optimizer(settings.learning_rate, self.num_train_steps,
+                                                      self.num_warmup_steps)
+        self.trainer = training.Trainer(
+            strategy, model, optimizer, loss_fn, model_dir=settings.output_dir,
+            train_batch_size=settings.train_batch_size,
+            steps_per_loop=min(settings.iterations_per_loop, 100),
+            save_checkpoints_steps=settings.save_checkpoints_steps,
+            jit_compile=settings.jit_compile)
+
+    def load_init_checkpoint(self):
+        """Loads `init_checkpoint`'s weights (the task's new head stays initialised)."""
+        if not self.settings.init_checkpoint:
+            return
+        from bert_tf import checkpoints
+
+        report = checkpoints.load_checkpoint(self.model, self.settings.init_checkpoint)
+        logging.info("init_checkpoint %s: %d variables loaded; initialised randomly (not in the "
+                     "checkpoint): %s", self.settings.init_checkpoint, len(report.loaded),
+                     [str(v) for v in report.missing])
+
+    def train(self, dataset_fn) -> float:
+        """Trains to num_train_steps (resuming from output_dir); returns the seconds taken."""
+        start = time.time()
+        self.trainer.train(dataset_fn, self.num_train_steps, init_fn=self.load_init_checkpoint)
+        return time.time() - start
+
+    def restore_or_load(self):
+        """For runs without training: output_dir's newest checkpoint, else init_checkpoint."""
+        if self.trainer.restore() is None:
+            self.load_init_checkpoint()
+
+    @property
+    def global_step(self) -> int:
+        return self.trainer.global_step
+
+
+def make_predict_fn(model, jit_compile: bool = False):
+    """A tf.function inputs -> float32 `logits` that does not retrace for new batch shapes."""
+    import tensorflow as tf
+
+    spec = {name: tf.TensorSpec([None, None], tf.int32, name=name)
+            for name in ("input_ids", "input_mask", "segment_ids")}
+
+    @tf.function(input_signature=[spec], jit_compile=jit_compile)
+    def predict(inputs):
+        return tf.cast(model(inputs, training=False)["logits"], tf.float32)
+
+    return predict
+
+
+MODEL_INPUTS = ("input_ids", "input_mask", "segment_ids")
+
+
+def predict_batches(predict_fn, dataset) -> List:
+    """The predict_fn's NumPy output for every batch of `dataset`, in order."""
+    return [predict_fn({k: batch[k] for k in MODEL_INPUTS}).numpy() for batch in dataset]
+
+
+def write_eval_results(output_dir: str, results: Dict[str, float]) -> str:
+    """output_dir/eval_results.txt as the original writes it (sorted `key = value` lines)."""
+    from bert_tf import training
+
+    return training.write_eval_results(os.path.join(output_dir, EVAL_RESULTS_FILE), results)
+
+
+def log_timings(timings: Dict[str, float]):
+    logging.info("Timings: %s", ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
