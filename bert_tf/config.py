@@ -15,8 +15,6 @@ import copy
 import dataclasses
 import json
 from absl import logging
-import os
-import tempfile
 from typing import Any, Dict
 
 ACTIVATIONS = ("gelu", "gelu_exact", "relu", "tanh", "silu", "swish", "linear")
@@ -212,16 +210,9 @@ class BertConfig:
 
     def to_json_file(self, json_file):
         """Writes bert_config.json atomically (temporary file renamed when complete)."""
-        directory = os.path.dirname(os.path.abspath(json_file))
-        fd, tmp_path = tempfile.mkstemp(prefix=".bert_config.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as writer:
-                writer.write(self.to_json_string())
-            os.replace(tmp_path, json_file)
-        except BaseException:
-            if os.path.exists(tmp_path):
-                os.remove(tmp_path)
-            raise
+        from bert_tf import files
+
+        files.atomic_write(json_file, self.to_json_string())
 
     # ---------------------------------------------------------------- presets
     @classmethod

@@ -16,6 +16,8 @@ import time
 
 from absl import logging
 
+from bert_tf import files
+
 DEFAULT_OUTPUT_DIR = "bert_tf_demo"
 
 REAL_RUN_FLAGS = """\
@@ -59,13 +61,9 @@ def python_docs_documents():
 
 def write_corpus(documents, path):
     """One sentence per line, a blank line between documents (create_pretraining_data's input)."""
-    temporary = path + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as f:
-        for document in documents:
-            for sentence in document:
-                f.write(sentence + "\n")
-            f.write("\n")
-    os.replace(temporary, path)
+    text = "".join("".join(sentence + "\n" for sentence in document) + "\n"
+                   for document in documents)
+    files.atomic_write(path, text)
     return path
 
 

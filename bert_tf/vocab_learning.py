@@ -14,43 +14,19 @@ Layout of the written file: the reserved tokens (default `[PAD] [UNK] [CLS] [SEP
 single characters, then the learned pieces from most to least frequent. The file has at most
 `vocab_size` lines; the learner aims at 95-100% of it.
 
-Example:
+Command line: learn_vocab.py (console script `bert-learn-vocab`), e.g.
   bert-learn-vocab --input_file=corpus/*.txt --output_file=vocab.txt --vocab_size=8000
 """
 
 import collections
-import os
-import tempfile
 import time
 
-from absl import app
-from absl import flags
 from absl import logging
 
-from bert_tf import tokenization
+from bert_tf import files, tokenization
 
 DEFAULT_RESERVED_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _JOINER = "##"
-
-
-def _expand_input_files(input_files):
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    if isinstance(input_files, str):
-        input_files = [input_files]
-    paths = []
-    for spec in input_files:
-        for pattern in str(spec).split(","):
-            pattern = pattern.strip()
-            if not pattern:
-                continue
-            matches = sorted(tf.io.gfile.glob(pattern))
-            if not matches:
-                raise FileNotFoundError(f"--input_file pattern {pattern!r} matches no file")
-            paths.extend(matches)
-    if not paths:
-        raise ValueError("no input files given (--input_file)")
-    return paths
 
 
 def count_words(input_files, do_lower_case=True, log_every_lines=100_000):
@@ -61,7 +37,7 @@ def count_words(input_files, do_lower_case=True, log_every_lines=100_000):
     counts = collections.Counter()
     lines = 0
     start = time.time()
-    for path in _expand_input_files(input_files):
+    for path in files.expand_file_patterns(input_files, "--input_file"):
         with tf.io.gfile.GFile(path, "rb") as reader:
             for raw_line in reader:
                 counts.update(basic_tokenizer.tokenize(raw_line))
@@ -142,30 +118,10 @@ def _drop_rarest_pieces(pieces, keep):
 
 def write_vocab(tokens, output_file):
     """Writes one token a line, atomically (a temporary file renamed when complete)."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
     bad = [t for t in tokens if not t or t != t.strip() or "\n" in t]
     if bad:
         raise ValueError(f"tokens that cannot be written to a vocab file: {bad[:5]}")
-    data = "".join(token + "\n" for token in tokens).encode("utf-8")
-    output_file = str(output_file)
-    if "://" in output_file:
-        temporary = output_file + ".tmp"
-        with tf.io.gfile.GFile(temporary, "wb") as writer:
-            writer.write(data)
-        tf.io.gfile.rename(temporary, output_file, overwrite=True)
-        return
-    directory = os.path.dirname(os.path.abspath(output_file))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".vocab-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as writer:
-            writer.write(data)
-        os.replace(temporary, output_file)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    files.atomic_write(str(output_file), "".join(token + "\n" for token in tokens))
 
 
 def learn_wordpiece_vocab(
@@ -208,47 +164,3 @@ def learn_wordpiece_vocab(
     logging.info("wrote %d tokens (target %d) to %s in %.1fs", len(tokens), vocab_size, output_file,
                  time.time() - start)
     return tokens
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
-
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    flags.DEFINE_string("input_file", None, "Input text file(s): path, glob or comma-separated globs; one text a line.")
-    flags.DEFINE_string("output_file", None, "Where to write vocab.txt.")
-    flags.DEFINE_alias("vocab_file", "output_file")
-    flags.DEFINE_integer("vocab_size", 30522, "Maximum vocabulary size, reserved and unused tokens included.")
-    flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased models).")
-    flags.DEFINE_integer("num_unused", 0, "Number of [unusedN] tokens after the reserved tokens.")
-    flags.DEFINE_list("reserved_tokens", list(DEFAULT_RESERVED_TOKENS), "Tokens written first, in order.")
-    flags.DEFINE_integer("max_unique_chars", 1000, "Maximum alphabet size.")
-    flags.DEFINE_integer("max_token_length", 50, "Longest learned piece, in characters.")
-    flags.mark_flags_as_required(["input_file", "output_file"])
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    learn_wordpiece_vocab(
-        FLAGS.input_file,
-        FLAGS.vocab_size,
-        FLAGS.output_file,
-        do_lower_case=FLAGS.do_lower_case,
-        reserved_tokens=FLAGS.reserved_tokens,
-        num_unused=FLAGS.num_unused,
-        max_unique_chars=FLAGS.max_unique_chars,
-        max_token_length=FLAGS.max_token_length,
-    )
-
-
-def run_main():
-    define_flags()
-    app.run(main)
-
-
-if __name__ == "__main__":
-    run_main()

@@ -29,6 +29,8 @@ def corpus(tmp_path_factory):
         (directory / f"part-{shard}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return directory
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def test_learned_vocab_layout_and_coverage(corpus, tmp_path):
     output = tmp_path / "vocab.txt"
@@ -81,7 +83,7 @@ def test_errors_name_the_problem_and_leave_no_file(corpus, tmp_path):
 def test_command_line(corpus, tmp_path):
     output = tmp_path / "cli_vocab.txt"
     result = subprocess.run(
-        [sys.executable, "-m", "bert_tf.vocab_learning", f"--input_file={corpus}/part-0.txt,{corpus}/part-1.txt",
+        [sys.executable, os.path.join(ROOT, "learn_vocab.py"), f"--input_file={corpus}/part-0.txt,{corpus}/part-1.txt",
          f"--vocab_file={output}", "--vocab_size=100", "--num_unused=2", "--nodo_lower_case"],
         capture_output=True, text=True, timeout=120,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),

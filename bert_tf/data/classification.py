@@ -20,12 +20,15 @@ Three layers, top to bottom:
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from absl import logging
+
+from bert_tf import files
 
 # Bump when the cached feature layout or the conversion rules change.
 _FEATURE_CACHE_VERSION = 1
@@ -603,13 +606,13 @@ def feature_cache_key(source_file: str, vocab_file: str, do_lower_case: bool, ma
 
 
 def _save_features(path, features: ClassificationFeatures):
-    tmp = f"{path}.tmp-{os.getpid()}.npz"
-    np.savez(tmp, token_ids=features.token_ids, row_lengths=features.row_lengths,
+    buffer = io.BytesIO()
+    np.savez(buffer, token_ids=features.token_ids, row_lengths=features.row_lengths,
              first_segment_lengths=features.first_segment_lengths, label_ids=features.label_ids,
              guids=np.asarray(features.guids, dtype=np.str_),
              num_truncated=np.int64(features.num_truncated),
              max_seq_length=np.int64(features.max_seq_length))
-    os.replace(tmp, path)
+    files.atomic_write(path, buffer.getvalue())
 
 
 def _load_saved_features(path) -> ClassificationFeatures:

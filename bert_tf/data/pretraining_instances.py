@@ -33,7 +33,6 @@ import array
 import collections
 import dataclasses
 import functools
-import glob as _glob
 import itertools
 import mmap
 import multiprocessing
@@ -46,6 +45,7 @@ import time
 
 from absl import logging
 
+from bert_tf import files as files_lib
 from bert_tf.data import pretraining_records
 
 try:  # C helpers of the parallel mode; optional (setup.py builds them when it can)
@@ -547,24 +547,7 @@ class SentenceLengths:
 
 def expand_input_files(input_files):
     """Comma-separated globs (or a list of them) -> existing, non-empty files, in order."""
-    patterns = input_files.split(",") if isinstance(input_files, str) else list(input_files)
-    files = []
-    for pattern in patterns:
-        pattern = str(pattern).strip()
-        if not pattern:
-            continue
-        matches = sorted(_glob.glob(pattern)) if _glob.has_magic(pattern) else [pattern]
-        if not matches:
-            raise FileNotFoundError(f"input_file: no file matches {pattern!r}")
-        for path in matches:
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"input_file: {path!r} does not exist or is not a file")
-            if os.path.getsize(path) == 0:
-                raise ValueError(f"input_file: {path!r} is empty")
-            files.append(path)
-    if not files:
-        raise ValueError("input_file: no input files given")
-    return files
+    return files_lib.expand_file_patterns(input_files, "input_file", allow_empty_files=False)
 
 
 def iter_line_chunks(input_files, lines_per_chunk=_LINES_PER_CHUNK):

@@ -10,10 +10,11 @@ TensorFlow is imported inside the functions that need it, not at module level: t
 in the data-creation worker processes, which only need pure Python and must start fast.
 """
 
-import glob as _glob
 import os
 import struct
 import zlib
+
+from bert_tf import files as files_lib
 
 FEATURE_NAMES = (
     "input_ids",
@@ -413,19 +414,7 @@ def _is_gzip(path):
 
 def expand_file_patterns(file_pattern):
     """Files matching a comma-separated list of globs (each sorted); errors name empty patterns."""
-    patterns = file_pattern.split(",") if isinstance(file_pattern, str) else list(file_pattern)
-    files = []
-    for pattern in patterns:
-        pattern = pattern.strip()
-        if not pattern:
-            continue
-        matches = sorted(_glob.glob(pattern))
-        if not matches:
-            raise FileNotFoundError(f"no file matches {pattern!r}")
-        files.extend(matches)
-    if not files:
-        raise FileNotFoundError(f"no input files in {file_pattern!r}")
-    return files
+    return files_lib.expand_file_patterns(file_pattern, "input_file")
 
 
 def check_record_file(path, max_seq_length, max_predictions_per_seq, compression_type=""):
