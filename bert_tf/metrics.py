@@ -292,7 +292,8 @@ def format_conlleval_table(report: Dict[str, float]) -> str:
     types = sorted(key[:-len("_support")] for key in report if key.endswith("_support"))
     width = max([len("overall"), len("type")] + [len(t) for t in types])
     lines = [f"processed {report['num_tokens']} tokens with {report['num_true_entities']} phrases; "
-             f"found: {report['num_predicted_entities']} phrases; correct: {report['num_correct']}.",
+             f"found: {report['num_predicted_entities']} phrases; "
+             f"correct: {report['num_correct']}.",
              f"{'type':<{width}}  {'precision':>9}  {'recall':>7}  {'F1':>6}  {'support':>7}  "
              f"{'found':>7}"]
 

@@ -112,7 +112,8 @@ def test_conlleval_quirks():
     assert metrics.extract_spans(["S-X", "I-X"]) == [("X", 0, 1), ("X", 1, 2)]
     # I- without B- in the truth and B- in the guess: the same chunk PER(1-3), so F1 = 1, but
     # token 1 differs (I-PER vs B-PER): accuracy 3/4.
-    report = metrics.conlleval_report([["O", "I-PER", "I-PER", "O"]], [["O", "B-PER", "I-PER", "O"]])
+    report = metrics.conlleval_report([["O", "I-PER", "I-PER", "O"]],
+                                      [["O", "B-PER", "I-PER", "O"]])
     assert report["f1"] == 1.0 and report["num_correct"] == 1
     assert report["accuracy"] == pytest.approx(3 / 4)
     # Nothing predicted, nothing true: conlleval prints 0 for the undefined ratios.
