@@ -282,10 +282,33 @@ def test_max_context_ties_go_to_the_earlier_window():
     assert ner.max_context_windows([2], [0, 1], [4, 4]).tolist() == [0]
     assert run_squad_max_context(2, [0, 1], [4, 4]) == 0
     # Lengths 110 and 10 (max_seq_length 112, stride 106, P = 116): piece 108 scores
-    # min(108, 1) + 1.1 = 2.1 in window 0 and min(2, 7) + 0.1 = 2.1 in window 1 — an exact tie
-    # (210 = 210 in hundredths) that must go to window 0 whatever the float rounding.
+    # min(108, 1) + 1.1 = 2.1 in window 0 and min(2, 7) + 0.1 = 2.1 in window 1, equal in
+    # float64 too -> window 0.
     assert ner.window_starts(116, 110, 106) == [0, 106]
     assert ner.max_context_windows([108], [0, 106], [110, 10]).tolist() == [0]
+    assert run_squad_max_context(108, [0, 106], [110, 10]) == 0
+    # Lengths 118 and 18 (max_seq_length 120, stride 114, P = 132): piece 116 scores
+    # min(116, 1) + 1.18 and min(2, 15) + 0.18, 2.18 both in exact arithmetic, but in float64
+    # (run_squad's Python) 2.1799999999999997 < 2.18: the original picks window 1, and so must
+    # bert_tf, or the exported tagger and run_ner would disagree with it.
+    assert ner.window_starts(132, 118, 114) == [0, 114]
+    assert 1 + 0.01 * 118 < 2 + 0.01 * 18
+    assert run_squad_max_context(116, [0, 114], [118, 18]) == 1
+    assert ner.max_context_windows([116], [0, 114], [118, 18]).tolist() == [1]
+
+
+def test_max_context_matches_run_squad_on_long_windows():
+    # Windows long enough (up to 510 pieces) for lengths to differ by 100 or more, where float
+    # rounding decides some ties: every piece's window must still be run_squad's.
+    rng = random.Random(99)
+    for _ in range(40):
+        window = rng.randint(100, 510)
+        stride = rng.randint(1, window)
+        num_pieces = rng.randint(1, 3 * window)
+        starts = ner.window_starts(num_pieces, window, stride)
+        lengths = [min(window, num_pieces - start) for start in starts]
+        chosen = ner.max_context_windows(range(num_pieces), starts, lengths).tolist()
+        assert chosen == [run_squad_max_context(p, starts, lengths) for p in range(num_pieces)]
 
 
 def test_words_without_pieces_become_unk_and_short_sentences_use_one_window(tokenizer):

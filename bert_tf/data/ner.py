@@ -414,17 +414,21 @@ def max_context_windows(positions, starts, lengths) -> np.ndarray:
 
         min(position - start, start + length - 1 - position) + 0.01 * length,
 
-    ties going to the earlier window. Computed exactly in integers as 100 * min(...) + length
-    (the same order and the same ties; floating point could break a tie between windows whose
-    lengths differ by a multiple of 100 differently in float32 and float64).
+    ties going to the earlier window (run_squad keeps the first window unless a later one
+    scores strictly higher). The score is computed in float64 exactly as run_squad's Python
+    does it (and as the float64 TF graph of the tagger export must), so results agree bit for
+    bit with the original: where windows differ in length by 100 or more, an exact tie can be
+    broken by float rounding (e.g. 1 + 0.01 * 118 = 2.1799999999999997 < 2 + 0.01 * 18), and
+    then it is broken the same way here.
     """
     positions = np.asarray(positions, np.int64)[:, None]
     starts = np.asarray(starts, np.int64)[None, :]
     lengths = np.asarray(lengths, np.int64)[None, :]
     left = positions - starts
     right = starts + lengths - 1 - positions
-    scores = np.where((left >= 0) & (right >= 0), 100 * np.minimum(left, right) + lengths, -1)
-    if positions.size and scores.max(axis=1).min() < 0:
+    context = np.minimum(left, right).astype(np.float64)
+    scores = np.where(context >= 0, context + 0.01 * lengths.astype(np.float64), -np.inf)
+    if positions.size and np.isinf(scores.max(axis=1)).any():
         raise ValueError("a position lies in no window")
     return np.argmax(scores, axis=1)  # argmax takes the first maximum: ties -> earlier window.
 
