@@ -4,6 +4,7 @@ Expected values are written by hand from the rules (CoNLL layout, the scheme def
 original BERT run_squad's `_check_is_max_context`), never taken from the code's own output.
 """
 
+import logging
 import random
 
 import numpy as np
@@ -137,6 +138,9 @@ def write_tags(tmp_path, name, tags):
     # IOB1 (I-PER opens a chunk on line 1) mixed with a BIO-style B-LOC after O on line 3.
     (["I-PER", "O", "B-LOC"], 3, "'B-LOC' opens a chunk after 'O', but the file is IOB1"),
     (["O", "", "B-LOC", "", "I-ORG"], 3, "'B-LOC' opens a chunk at the sentence start"),
+    # Two B- openings against one I- opening: BIO, and a third of the chunks is no slip.
+    (["B-PER", "O", "B-LOC", "O", "I-ORG"], 5,
+     "'I-ORG' opens a chunk after 'O', but the file is BIO"),
 ])
 def test_mixed_schemes_name_file_and_line(tmp_path, tags, line, message):
     path = write_tags(tmp_path, "mixed.txt", tags)
@@ -144,6 +148,22 @@ def test_mixed_schemes_name_file_and_line(tmp_path, tags, line, message):
         ner.detect_scheme(ner.read_conll(path), path)
     with pytest.raises(DataFormatError, match=f"^{path}:{line}: "):
         ner.load_ner_file(path)
+
+
+def test_a_few_annotation_slips_do_not_make_a_file_mixed(tmp_path, caplog):
+    # 25 BIO chunks and one I-LOC opening a chunk (1 of 26 openings, under 5%), as in
+    # CoNLL-2003's BIO release: BIO, with the slip logged and read as a chunk start.
+    tags = ["B-PER", "I-PER", ""] * 25 + ["O", "I-LOC"]
+    path = write_tags(tmp_path, "slips.txt", tags)
+    with caplog.at_level(logging.WARNING):
+        loaded = ner.load_ner_file(path)
+    assert (loaded.scheme, loaded.model_scheme) == ("BIO", "BIO")
+    assert f"1 of 26 chunks open as the BIO scheme does not (first: 'I-LOC' after 'O' at " \
+           f"{path}:77)" in caplog.text
+    # The same the other way round: IOB1 with one stray B- after O.
+    assert ner.detect_scheme([["I-PER"]] * 25 + [["O", "B-LOC"]]) == "IOB1"
+    with pytest.raises(DataFormatError, match="^<tags>: sequence 3, tag 2: 'B-LOC'"):
+        ner.detect_scheme([["I-PER"]] * 2 + [["O", "B-LOC"]])
 
 
 def test_conversions_round_trip_iob1_bio_bioes():
