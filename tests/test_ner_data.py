@@ -437,6 +437,18 @@ def test_ner_dataset_shapes_padding_order_and_seed(tokenizer):
         dataset = ner.ner_dataset(features, 4, is_training=True, seed=seed)
         return [b["input_ids"].tolist() for b in dataset.take(5).as_numpy_iterator()]
 
+    class SecondOfTwoPipelines:  # What distribute_datasets_from_function passes.
+        num_input_pipelines, input_pipeline_id = 2, 1
+
+        @staticmethod
+        def get_per_replica_batch_size(global_batch_size):
+            return global_batch_size // 2
+
+    sharded = list(ner.ner_dataset(features, 4, is_training=False, pad_to_multiple_of=1,
+                                   input_context=SecondOfTwoPipelines()).as_numpy_iterator())
+    # Windows 1, 3, 5 (every second, from the second) in batches of 4 / 2 replicas = 2.
+    assert [b["input_mask"].sum(axis=1).tolist() for b in sharded] == [[9, 10], [4]]
+
     runs = first_batches(7)
     assert runs == first_batches(7)  # Seeded: the same order every time.
     assert all(len(b) == 4 for b in runs)  # Repeats forever, full batches only.
