@@ -7,7 +7,8 @@ Top to bottom:
    `-DOCSTART-` lines skipped) into `NerSentence`s that remember the line of every token, so
    every later error names `file:line`.
 2. Tag schemes. `detect_scheme` tells IOB1, BIO (= IOB2) and BIOES (= IOBES) apart and rejects
-   files that mix them; `convert_tags` converts between any two. The model learns BIO when the
+   files that mix them (a few annotation slips excepted); `convert_tags` converts between any
+   two. The model learns BIO when the
    training file is IOB1 or BIO and BIOES when it is BIOES (`model_scheme_for`); `load_ner_file`
    reads a file, detects its scheme and converts its tags to the model's, and its `NerFile`
    converts predictions back to the file's own scheme (`NerFile.to_file_scheme`).
@@ -74,7 +75,7 @@ class NerSentence:
         return self.source.rsplit(":", 1)[0]
 
     def where(self, i: int) -> str:
-        """ "path:line" of token i (for error messages)."""
+        """The "path:line" of token i, for error messages."""
         if i < len(self.line_numbers):
             return f"{self.path}:{self.line_numbers[i]}"
         return f"{self.source} (token {i + 1})"
