@@ -8,8 +8,11 @@ and turned into the task's outputs by a post-processing function; so the SavedMo
 process that imports only `tensorflow` and `tensorflow_text`. The directory appears atomically:
 it is written under a temporary name and renamed when complete.
 
-It is generic: any task script passes its model, the text input names and a post-processing
-(`classification_postprocess` for run_classifier; a tagger passes its own).
+Sequence tasks pass their model, the text input names and a post-processing
+(`classification_postprocess` for run_classifier). A word tagger (run_ner) needs more than a
+post-processing, since its texts become several windows and its outputs are per word:
+`export_tagger` builds its own serve function (`tagging_serve_function`) and writes it with
+`write_serving_model`, which every export shares.
 """
 
 import os
@@ -162,7 +165,7 @@ def _tag_tables(label_names: Sequence[str]):
     return prefixes, type_ids, types
 
 
-def window_starts_count(num_pieces, window: int, stride: int):
+def _window_count(num_pieces, window: int, stride: int):
     """How many windows the tagger's rule gives a text of `num_pieces` pieces (a tensor).
 
     The rule: starts = [0]; while starts[-1] + window < num_pieces: starts.append(starts[-1] +
@@ -173,7 +176,8 @@ def window_starts_count(num_pieces, window: int, stride: int):
 
 
 def tagging_serve_function(model: keras.Model, preprocessor: TextPreprocessor,
-                           label_names: Sequence[str]) -> Callable[[tf.Tensor], Dict[str, tf.Tensor]]:
+                           label_names: Sequence[str]
+                           ) -> Callable[[tf.Tensor], Dict[str, tf.Tensor]]:
     """The tagger's `serve(text)`: tf.string [batch] -> the outputs `export_tagger` documents.
 
     `preprocessor` supplies the WordPiece tokenizer and the packer (its seq_length is the
@@ -182,6 +186,8 @@ def tagging_serve_function(model: keras.Model, preprocessor: TextPreprocessor,
     label_names = [str(name) for name in label_names]
     prefix_of, type_of, entity_types = _tag_tables(label_names)
     tokenizer, packer = preprocessor.tokenizer, preprocessor.packer
+    if packer.seq_length is None:
+        raise ValueError("the tagger's preprocessor needs a fixed seq_length (max_seq_length)")
     unk_id = tokenizer.token_to_id(tokenizer.unk_token)
     window = packer.seq_length - 2
     stride = max(1, window // 2)
@@ -212,7 +218,7 @@ def tagging_serve_function(model: keras.Model, preprocessor: TextPreprocessor,
                        - tf.gather(piece_offset, word_text))
 
         # All windows of all texts, one batch: [CLS] pieces[start : start + length] [SEP].
-        num_windows = window_starts_count(num_pieces, window, stride)  # [batch]
+        num_windows = _window_count(num_pieces, window, stride)  # [batch]
         window_offset = tf.math.cumsum(num_windows, exclusive=True)  # text -> its first window
         window_text = tf.repeat(tf.range(tf.size(num_windows)), num_windows)
         window_start = tf.ragged.range(num_windows).flat_values * stride
