@@ -37,7 +37,7 @@ class TextPreprocessor(keras.layers.Layer):
     def __init__(self, vocab, lower_case: bool = True, seq_length: Optional[int] = 128, **kwargs):
         super().__init__(**kwargs)
         self.tokenizer = preprocessing.BertTokenizer(vocab, lower_case=lower_case)
-        vocab_ids = _vocab_ids(vocab)
+        vocab_ids = self.tokenizer.vocabulary  # token -> id, read once by the tokenizer
         for token in ("[CLS]", "[SEP]", "[PAD]"):
             if token not in vocab_ids:
                 raise ValueError(f"vocabulary {vocab!r} has no {token} token")
@@ -48,14 +48,6 @@ class TextPreprocessor(keras.layers.Layer):
     def call(self, texts):
         segments = [self.tokenizer(text) for text in texts]
         return self.packer(segments[0] if len(segments) == 1 else tuple(segments))
-
-
-def _vocab_ids(vocab):
-    if isinstance(vocab, str):
-        from bert_tf.tokenization import load_vocab
-
-        return dict(load_vocab(vocab))
-    return {token: i for i, token in enumerate(vocab)}
 
 
 def classification_postprocess(label_names: Sequence[str], is_regression: bool = False
