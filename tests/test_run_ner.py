@@ -6,6 +6,7 @@ import os
 import random
 
 import pytest
+import tensorflow as tf
 
 from bert_tf.data.classification import DataFormatError
 from bert_tf.ner import NerSettings, run_ner
@@ -92,7 +93,7 @@ def spans(tags):
     found, start, current = [], None, None
     for i, tag in enumerate(list(tags) + ["O"]):
         prefix, _, entity = tag.partition("-")
-        continues = prefix == "I" and entity == current
+        continues = start is not None and prefix == "I" and entity == current
         if start is not None and not continues:
             found.append((current, start, i))
             start = None
@@ -107,9 +108,10 @@ def test_train_eval_predict_and_reload(tmp_path, model_files):
     truth = write_task(data)
     common = dict(data_dir=data, vocab_file=vocab, bert_config_file=config, output_dir=out,
                   max_seq_length=16, seed=1, eval_batch_size=8, predict_batch_size=8)
+    export_dir = str(tmp_path / "export")
     result = run_ner(NerSettings(**common, do_train=True, do_eval=True, do_predict=True,
                                  train_batch_size=16, num_train_epochs=6, learning_rate=3e-3,
-                                 warmup_proportion=0.1))
+                                 warmup_proportion=0.1, export_dir=export_dir))
     # The model scheme is BIO for IOB1 input; labels come from the training file.
     assert result["label_list"] == ["O", "B-LOC", "B-PER", "I-LOC", "I-PER"]
     with open(os.path.join(out, "label_list.txt"), encoding="utf-8") as f:
@@ -139,6 +141,20 @@ def test_train_eval_predict_and_reload(tmp_path, model_files):
 
     test = read_predictions(os.path.join(out, "test_predictions.txt"))
     assert [len(s) for s in test] == [len(words) for words, _ in truth["test"]]
+
+    # The raw-text SavedModel finds the entities run_ner predicted, on the sentences as text
+    # (the long one included: the export windows it by the same rule).
+    assert result["export_path"] == os.path.join(export_dir, "1")
+    served = tf.saved_model.load(result["export_path"]).signatures["serving_default"]
+    texts = [" ".join(words) for words, _ in truth["test"]]
+    outputs = {k: v.numpy() for k, v in served(text=tf.constant(texts)).items()}
+    for n, sentence in enumerate(test):
+        assert outputs["num_words"][n] == len(sentence)
+        starts = outputs["word_start"][n][:len(sentence)].tolist()
+        entities = {(outputs["entity_type"][n][e].decode(),
+                     starts.index(outputs["entity_start"][n][e]))
+                    for e in range(outputs["num_entities"][n])}
+        assert entities == {(t, start) for t, start, _ in spans([p for _, _, p in sentence])}
 
     # Predict-only from output_dir (train.txt gone): the saved labels and the fine-tuned
     # checkpoint give the same predictions with another batch size.
