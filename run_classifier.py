@@ -39,17 +39,9 @@ flags.DEFINE_enum("classifier_pooling", "auto", ["auto", "pooler", "cls", "mean"
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     from bert_tf.classifier import ClassifierSettings, run_classifier
 
-    settings = cli.settings_from_flags(ClassifierSettings, FLAGS)
-    try:
-        settings.validate()
-    except ValueError as error:
-        raise app.UsageError(str(error)) from error
-    strategy = cli.setup_from_flags(FLAGS)
-    run_classifier(settings, strategy)
+    cli.run_with_settings(argv, ClassifierSettings, run_classifier, FLAGS)
 
 
 def run_main():

@@ -33,17 +33,9 @@ flags.DEFINE_integer("window_stride", None, "Sentences longer than max_seq_lengt
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     from bert_tf.ner import NerSettings, run_ner
 
-    settings = cli.settings_from_flags(NerSettings, FLAGS)
-    try:
-        settings.validate()
-    except ValueError as error:
-        raise app.UsageError(str(error)) from error
-    strategy = cli.setup_from_flags(FLAGS)
-    run_ner(settings, strategy)
+    cli.run_with_settings(argv, NerSettings, run_ner, FLAGS)
 
 
 def run_main():

@@ -57,14 +57,6 @@ cli.define_common_flags()
 
 FLAGS = flags.FLAGS
 
-_SETTING_FLAGS = (
-    "bert_config_file", "input_file", "output_dir", "init_checkpoint", "max_seq_length",
-    "max_predictions_per_seq", "do_train", "do_eval", "train_batch_size", "eval_batch_size",
-    "learning_rate", "num_train_steps", "num_warmup_steps", "save_checkpoints_steps",
-    "iterations_per_loop", "max_eval_steps", "optimizer", "gradient_accumulation_steps",
-    "eval_input_file", "keep_checkpoint_max", "seed", "jit_compile",
-)
-
 
 def main(argv):
     from bert_tf import demo
@@ -77,13 +69,7 @@ def main(argv):
         return
     from bert_tf.pretraining import PretrainingSettings, run_pretraining
 
-    settings = PretrainingSettings(**{name: FLAGS[name].value for name in _SETTING_FLAGS})
-    try:
-        settings.validate()
-    except ValueError as error:
-        raise app.UsageError(str(error)) from error
-    strategy = cli.setup_from_flags(FLAGS)
-    run_pretraining(settings, strategy)
+    cli.run_with_settings(argv, PretrainingSettings, run_pretraining, FLAGS)
 
 
 def run_main():

@@ -297,12 +297,11 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
                 order=order, pad_to_multiple_of=settings.pad_to_multiple_of,
                 input_context=input_context)
 
-        timings["train_seconds"] = run.train(train_dataset_fn)
+        timings["train_seconds"] = run.train_or_restore(train_dataset_fn)
     else:
-        run.restore_or_load()
+        run.train_or_restore()
     global_step = run.global_step
-
-    predict_fn = finetuning.make_predict_fn(model, jit_compile=settings.jit_compile)
+    predict_fn = run.predict_fn()
     results = None
     if settings.do_eval:
         start = time.time()

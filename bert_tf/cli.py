@@ -139,6 +139,22 @@ def settings_from_flags(settings_class, flag_values=flags.FLAGS):
     return settings_class(**values)
 
 
+def run_with_settings(argv, settings_class, run_function, flag_values=flags.FLAGS):
+    """The `main` of a task script: no positional arguments; the settings from the flags
+    (`settings_from_flags`), checked (a wrong one is a usage error naming its flag); then the
+    strategy, seed and precision from the flags; then `run_function(settings, strategy)`."""
+    from absl import app
+
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    settings = settings_from_flags(settings_class, flag_values)
+    try:
+        settings.validate()
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+    return run_function(settings, setup_from_flags(flag_values))
+
+
 def tpu_address_from_flags(flag_values=flags.FLAGS):
     return flag_values.tpu_name or flag_values.master or None
 

@@ -181,16 +181,22 @@ class FineTuningRun:
                      "checkpoint): %s", self.settings.init_checkpoint, len(report.loaded),
                      [str(v) for v in report.missing])
 
-    def train(self, dataset_fn) -> float:
-        """Trains to num_train_steps (resuming from output_dir); returns the seconds taken."""
+    def train_or_restore(self, train_dataset_fn=None) -> Optional[float]:
+        """With `train_dataset_fn` (do_train): trains to num_train_steps, resuming from
+        output_dir, and returns the seconds taken. Without: restores output_dir's newest
+        checkpoint, else loads init_checkpoint, and returns None."""
+        if train_dataset_fn is None:
+            if self.trainer.restore() is None:
+                self.load_init_checkpoint()
+            return None
         start = time.time()
-        self.trainer.train(dataset_fn, self.num_train_steps, init_fn=self.load_init_checkpoint)
+        self.trainer.train(train_dataset_fn, self.num_train_steps,
+                           init_fn=self.load_init_checkpoint)
         return time.time() - start
 
-    def restore_or_load(self):
-        """For runs without training: output_dir's newest checkpoint, else init_checkpoint."""
-        if self.trainer.restore() is None:
-            self.load_init_checkpoint()
+    def predict_fn(self):
+        """`make_predict_fn` for this run's model."""
+        return make_predict_fn(self.model, jit_compile=self.settings.jit_compile)
 
     @property
     def global_step(self) -> int:

