@@ -11,9 +11,10 @@ See docs/pretraining_data.md for the algorithm, the streaming mode and its diffe
 
 import signal
 
-from absl import app
 from absl import flags
 from absl import logging
+
+from bert_tf import cli
 
 FLAGS = flags.FLAGS
 
@@ -84,7 +85,7 @@ def main(argv):
 
 
 def run_main():
-    app.run(main)
+    cli.run_script(main, __name__)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ The library function is bert_tf.vocab_learning.learn_wordpiece_vocab; see docs/t
 
 from absl import app, flags
 
+from bert_tf import cli
+
 from bert_tf.vocab_learning import DEFAULT_RESERVED_TOKENS
 
 flags.DEFINE_string("input_file", None,
@@ -47,7 +49,7 @@ def main(argv):
 
 
 def run_main():
-    app.run(main)
+    cli.run_script(main, __name__)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Serving) and the generic processor's column flags. See docs/classifier.md.
       --output_dir=/tmp/mrpc --export_dir=/tmp/mrpc_export
 """
 
-from absl import app, flags
+from absl import flags
 
 from bert_tf import cli
 
@@ -17,6 +17,7 @@ FLAGS = flags.FLAGS
 
 cli.define_finetuning_flags("The input data dir. Should contain the .tsv files (or other data "
                             "files) for the task.")
+flags.adopt_module_key_flags(cli)  # --help lists the shared flags too
 flags.DEFINE_string("task_name", None, "The name of the task to train: cola, sst-2, mrpc, "
                     "sts-b, qqp, mnli, qnli, rte, wnli, xnli, or generic (your own TSV/CSV).")
 # bert_tf additions
@@ -45,7 +46,7 @@ def main(argv):
 
 
 def run_main():
-    app.run(main)
+    cli.run_script(main, __name__)
 
 
 if __name__ == "__main__":

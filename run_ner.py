@@ -8,7 +8,7 @@ and export flags), on a DATA_DIR holding train.txt, dev.txt and test.txt (or --t
       --do_train --do_eval --do_predict --output_dir=/tmp/ner --export_dir=/tmp/ner_export
 """
 
-from absl import app, flags
+from absl import flags
 
 from bert_tf import cli
 
@@ -17,6 +17,7 @@ FLAGS = flags.FLAGS
 cli.define_finetuning_flags("The input data dir holding train.txt, dev.txt and test.txt "
                             "(CoNLL format: a token and its columns per line, the tag last, a "
                             "blank line between sentences).")
+flags.adopt_module_key_flags(cli)  # --help lists the shared flags too
 flags.DEFINE_string("train_file", None, "Training file (default: DATA_DIR/train.txt).")
 flags.DEFINE_string("dev_file", None, "Evaluation file (default: DATA_DIR/dev.txt).")
 flags.DEFINE_string("test_file", None, "Prediction file (default: DATA_DIR/test.txt).")
@@ -39,7 +40,7 @@ def main(argv):
 
 
 def run_main():
-    app.run(main)
+    cli.run_script(main, __name__)
 
 
 if __name__ == "__main__":

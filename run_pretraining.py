@@ -54,6 +54,7 @@ flags.DEFINE_string("eval_input_file", None,
                     "TFRecords for --do_eval (default: --input_file, as the original).")
 flags.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints to keep in output_dir.")
 cli.define_common_flags()
+flags.adopt_module_key_flags(cli)  # --help lists the shared flags too
 
 FLAGS = flags.FLAGS
 
@@ -73,7 +74,7 @@ def main(argv):
 
 
 def run_main():
-    app.run(main)
+    cli.run_script(main, __name__)
 
 
 if __name__ == "__main__":

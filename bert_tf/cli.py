@@ -139,6 +139,20 @@ def settings_from_flags(settings_class, flag_values=flags.FLAGS):
     return settings_class(**values)
 
 
+def run_script(main, module_name, flag_values=flags.FLAGS):
+    """`app.run(main)` for the script module `module_name` (its `__name__`). When the script
+    runs as a console command (`bert-run-classifier`), absl's --help lists the flags of the
+    command's own file, which defines none: the script's key flags are registered for it too."""
+    import sys
+
+    from absl import app
+
+    if module_name != "__main__":
+        for flag in flag_values.get_key_flags_for_module(module_name):
+            flag_values.register_key_flag_for_module(sys.argv[0], flag)
+    app.run(main)
+
+
 def run_with_settings(argv, settings_class, run_function, flag_values=flags.FLAGS):
     """The `main` of a task script: no positional arguments; the settings from the flags
     (`settings_from_flags`), checked (a wrong one is a usage error naming its flag); then the

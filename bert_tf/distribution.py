@@ -15,7 +15,6 @@ more than one task → multi_worker_mirrored; more than one GPU → mirrored; el
 import json
 import os
 
-import tensorflow as tf
 from absl import logging
 
 STRATEGY_NAMES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
@@ -35,6 +34,8 @@ def tf_config_num_tasks():
 
 def default_strategy_name(num_gpus=None, tpu_address=None):
     """The strategy chosen when none is given (see the module docstring)."""
+    import tensorflow as tf  # here, so that --help does not import TensorFlow
+
     if tpu_address:
         return "tpu"
     if tf_config_num_tasks() > 1:
@@ -59,6 +60,8 @@ def get_strategy(
       tpu_address: TPU name or grpc:// address (for "tpu"); "local" for a TPU VM.
       tpu_zone, gcp_project: where to find a named Cloud TPU.
     """
+    import tensorflow as tf  # here, so that --help does not import TensorFlow
+
     name = (distribution_strategy or "").strip().lower()
     if not name:
         name = default_strategy_name(num_gpus, tpu_address)
@@ -101,6 +104,8 @@ def get_strategy(
 
 
 def _tpu_strategy(tpu_address, tpu_zone, gcp_project):
+    import tensorflow as tf  # here, so that --help does not import TensorFlow
+
     if not tpu_address:
         raise ValueError(
             "--distribution_strategy=tpu (or --use_tpu) needs --tpu_name (a Cloud TPU name, "
