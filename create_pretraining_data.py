@@ -68,20 +68,16 @@ def main(argv):
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     from bert_tf.data.pretraining_instances import create_pretraining_data  # pylint: disable=import-outside-toplevel
 
-    try:
-        create_pretraining_data(
-            FLAGS.input_file, FLAGS.output_file, FLAGS.vocab_file,
-            do_lower_case=FLAGS.do_lower_case, do_whole_word_mask=FLAGS.do_whole_word_mask,
-            max_seq_length=FLAGS.max_seq_length,
-            max_predictions_per_seq=FLAGS.max_predictions_per_seq,
-            random_seed=FLAGS.random_seed, dupe_factor=FLAGS.dupe_factor,
-            masked_lm_prob=FLAGS.masked_lm_prob, short_seq_prob=FLAGS.short_seq_prob,
-            num_workers=FLAGS.num_workers, streaming=FLAGS.streaming,
-            streaming_window_documents=FLAGS.streaming_window_documents, gzip=FLAGS.gzip,
-            unicode_errors=FLAGS.unicode_errors)
-    except (ValueError, FileNotFoundError) as error:
-        # Bad input: one clear line (file, line or flag) instead of a traceback.
-        raise SystemExit(f"create_pretraining_data: error: {error}") from error
+    create_pretraining_data(
+        FLAGS.input_file, FLAGS.output_file, FLAGS.vocab_file,
+        do_lower_case=FLAGS.do_lower_case, do_whole_word_mask=FLAGS.do_whole_word_mask,
+        max_seq_length=FLAGS.max_seq_length,
+        max_predictions_per_seq=FLAGS.max_predictions_per_seq,
+        random_seed=FLAGS.random_seed, dupe_factor=FLAGS.dupe_factor,
+        masked_lm_prob=FLAGS.masked_lm_prob, short_seq_prob=FLAGS.short_seq_prob,
+        num_workers=FLAGS.num_workers, streaming=FLAGS.streaming,
+        streaming_window_documents=FLAGS.streaming_window_documents, gzip=FLAGS.gzip,
+        unicode_errors=FLAGS.unicode_errors)
 
 
 def run_main():

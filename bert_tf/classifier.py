@@ -58,7 +58,7 @@ class ClassifierSettings(FineTuningSettings):
         if self.do_predict and task == "xnli":
             raise ValueError("--task_name=xnli has no test set (as in the original); "
                              "use --do_predict with another task")
-        from bert_tf.models import CLASSIFIER_POOLINGS
+        from bert_tf.config import CLASSIFIER_POOLINGS
 
         if self.classifier_pooling not in ("auto",) + CLASSIFIER_POOLINGS:
             raise ValueError(f"--classifier_pooling={self.classifier_pooling!r}: expected auto or "
@@ -74,7 +74,7 @@ class ClassifierSettings(FineTuningSettings):
 
 def _recorded_pooling(directory):
     """The pooling a previous run_classifier recorded in `directory`, or None."""
-    from bert_tf.models import CLASSIFIER_POOLINGS
+    from bert_tf.config import CLASSIFIER_POOLINGS
 
     path = os.path.join(directory, CLASSIFIER_CONFIG_FILE)
     if not os.path.isfile(path):

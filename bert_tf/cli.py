@@ -6,6 +6,11 @@ reads FLAGS; only these helpers and the scripts do.
 """
 
 import dataclasses
+import importlib
+import os
+import re
+import sys
+import tempfile
 
 from absl import flags, logging
 
@@ -139,18 +144,111 @@ def settings_from_flags(settings_class, flag_values=flags.FLAGS):
     return settings_class(**values)
 
 
-def run_script(main, module_name, flag_values=flags.FLAGS):
-    """`app.run(main)` for the script module `module_name` (its `__name__`). When the script
-    runs as a console command (`bert-run-classifier`), absl's --help lists the flags of the
-    command's own file, which defines none: the script's key flags are registered for it too."""
-    import sys
+# TensorFlow's own start-up lines that say nothing to a user (its C++ logging prints them
+# before any setting can silence them, once per loaded library).
+_TENSORFLOW_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog|oneDNN custom operations are on"
+    r"|Could not find cuda drivers|cpu_feature_guard|To enable the following instructions"
+    r"|failed call to cuInit|oneDNN supports DT_INT64 only")
 
+DEBUG_ENVIRONMENT_VARIABLE = "BERT_TF_DEBUG"
+
+
+def import_tensorflow_quietly():
+    """Imports tensorflow and tensorflow_text with TensorFlow's start-up noise hidden.
+
+    Unless the user set TF_CPP_MIN_LOG_LEVEL (then nothing is hidden), C++ logging below
+    errors is switched off (TF_CPP_MIN_LOG_LEVEL=2) and what the import and the device
+    discovery print on stderr is filtered: the banner lines (oneDNN, CPU features, no CUDA
+    driver, cuInit) are dropped, anything else is passed on.
+    """
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+        return tf
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf  # pylint: disable=import-outside-toplevel
+            importlib.import_module("tensorflow_text")  # registers its ops; prints a banner too
+
+            tf.config.list_physical_devices()  # CUDA's probe prints here
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode("utf-8", "replace").splitlines()
+                    if line.strip() and not _TENSORFLOW_NOISE.search(line)]
+            if kept:
+                sys.stderr.write("\n".join(kept) + "\n")
+    return tf
+
+
+def _debugging(flag_values):
+    if os.environ.get(DEBUG_ENVIRONMENT_VARIABLE, "") not in ("", "0"):
+        return True
+    try:
+        return flag_values["verbosity"].value >= 1
+    except (KeyError, flags.Error):
+        return False
+
+
+def _one_line(error):
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def report_errors(main, flag_values=flags.FLAGS):
+    """`main` with bert_tf's error reporting: a usage error (a wrong flag) or bad input (a
+    file that cannot be read or parsed) prints one line `error: <what is wrong>` on stderr and
+    exits with status 2 (usage) or 1 (data), without a traceback; the traceback comes with
+    --verbosity=1 or BERT_TF_DEBUG=1. Other exceptions (bugs) keep their traceback."""
+    import functools
+
+    from absl import app
+
+    @functools.wraps(main)
+    def wrapped(argv):
+        try:
+            return main(argv)
+        except app.UsageError as error:
+            if _debugging(flag_values):
+                raise
+            sys.stderr.write(f"error: {_one_line(error)}\n")
+            sys.exit(2)
+        except (ValueError, OSError, UnicodeError) as error:
+            if _debugging(flag_values) or not _is_user_error(error):
+                raise
+            sys.stderr.write(f"error: {_one_line(error)} ({DEBUG_ENVIRONMENT_VARIABLE}=1 shows "
+                             f"the traceback)\n")
+            sys.exit(1)
+
+    return wrapped
+
+
+def _is_user_error(error):
+    """Bad input as bert_tf reports it (its messages name the file, line or flag), not an
+    internal failure that happens to be a ValueError."""
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(error, tf.errors.OpError):
+        return isinstance(error, (tf.errors.DataLossError, tf.errors.NotFoundError,
+                                  tf.errors.PermissionDeniedError))
+    return True
+
+
+def run_script(main, module_name, flag_values=flags.FLAGS):
+    """`app.run(main)` for the script module `module_name` (its `__name__`), with
+    `report_errors`. When the script runs as a console command (`bert-run-classifier`),
+    absl's --help lists the flags of the command's own file, which defines none: the script's
+    key flags are registered for it too."""
     from absl import app
 
     if module_name != "__main__":
         for flag in flag_values.get_key_flags_for_module(module_name):
             flag_values.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(main)
+    app.run(report_errors(main, flag_values))
 
 
 def run_with_settings(argv, settings_class, run_function, flag_values=flags.FLAGS):
@@ -166,6 +264,7 @@ def run_with_settings(argv, settings_class, run_function, flag_values=flags.FLAG
         settings.validate()
     except ValueError as error:
         raise app.UsageError(str(error)) from error
+    import_tensorflow_quietly()
     return run_function(settings, setup_from_flags(flag_values))
 
 

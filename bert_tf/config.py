@@ -17,6 +17,10 @@ import json
 from absl import logging
 from typing import Any, Dict
 
+# What BertClassifier's head can read (see bert_tf.models.BertClassifier); here so that
+# settings can be checked without importing TensorFlow.
+CLASSIFIER_POOLINGS = ("pooler", "cls", "mean")
+
 ACTIVATIONS = ("gelu", "gelu_exact", "relu", "tanh", "silu", "swish", "linear")
 
 # Keys only Hugging Face writes; any one of them marks a config.json as Hugging Face's.

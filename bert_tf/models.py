@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from bert_tf.config import BertConfig
+from bert_tf.config import CLASSIFIER_POOLINGS, BertConfig
 from bert_tf.layers import (
     BertEmbeddings,
     BertMaskedLMHead,
@@ -276,7 +276,6 @@ class _BertWithClassifierHead(_BertModel):
         return config
 
 
-CLASSIFIER_POOLINGS = ("pooler", "cls", "mean")
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
