@@ -45,7 +45,7 @@ class ClassifierSettings(FineTuningSettings):
     classifier_pooling: str = "auto"
 
     def validate(self):
-        for name in ("data_dir", "task_name", "output_dir"):
+        for name in ("task_name", "output_dir") + (() if self.export_only else ("data_dir",)):
             if not getattr(self, name):
                 raise ValueError(f"--{name} is required")
         super().validate()
@@ -141,6 +141,40 @@ def processor_of(settings: ClassifierSettings):
     if task == "xnli":
         return cls_data.XnliProcessor(settings.xnli_language)
     return cls_data.get_processor(task)
+
+
+def _sets(settings, files):
+    return files if settings.task_name.lower() != "generic" else [""]
+
+
+def check_data(settings: ClassifierSettings, processor, label_list):
+    """The validation pass: reads every file the run will use (train, each dev and test set)
+    and checks its rows and labels, so a malformed dev.tsv stops the run before training.
+    Errors name the file and line."""
+    from bert_tf.data.classification import DataFormatError
+
+    examples = []
+    if settings.do_train:
+        examples += processor.get_train_examples(settings.data_dir)
+    if settings.do_eval:
+        for set_name in _sets(settings, processor.dev_files):
+            examples += processor.get_dev_examples(settings.data_dir, set_name)
+    if settings.do_predict:
+        for set_name in _sets(settings, processor.test_files):
+            examples += processor.get_test_examples(settings.data_dir, set_name)
+    known = set(label_list or ())
+    for example in examples:
+        if example.label is None:
+            continue
+        if processor.is_regression:
+            try:
+                float(example.label)
+            except ValueError:
+                raise DataFormatError(f"{example.source}: label {example.label!r} is not a "
+                                      f"number; expected a real-valued score") from None
+        elif example.label not in known:
+            raise DataFormatError(f"{example.source}: label {example.label!r} is not in the "
+                                  f"label list {list(label_list)}")
 
 
 def classification_loss(labels, logits, is_regression):
@@ -244,12 +278,12 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(settings.seed)
     model_files = finetuning.resolve_model_files(settings)
-    os.makedirs(settings.output_dir, exist_ok=True)
 
-    task = settings.task_name.lower()
     processor = processor_of(settings)
     label_list = processor.get_labels(settings.data_dir)
     num_labels = len(label_list) if label_list else 1
+    check_data(settings, processor, label_list)
+    os.makedirs(settings.output_dir, exist_ok=True)  # only once every input checked out
     tokenizer = FullTokenizer(model_files.vocab_file, do_lower_case=model_files.do_lower_case)
     cache_dir = (os.path.join(settings.output_dir, "feature_cache")
                  if settings.cache_features else None)
@@ -298,6 +332,8 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
                 input_context=input_context)
 
         timings["train_seconds"] = run.train_or_restore(train_dataset_fn)
+    elif settings.export_only:
+        run.restore_for_export()
     else:
         run.train_or_restore()
     global_step = run.global_step
@@ -306,7 +342,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
     if settings.do_eval:
         start = time.time()
         results = {}
-        for set_name in processor.dev_files if task != "generic" else [""]:
+        for set_name in _sets(settings, processor.dev_files):
             _, dev_features = features_of("dev", set_name)
             logging.info("***** Running evaluation%s *****  examples %d, batch %d, truncated %d",
                          f" ({set_name})" if set_name else "", len(dev_features),
@@ -324,7 +360,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
 
     if settings.do_predict:
         start = time.time()
-        for set_name in processor.test_files if task != "generic" else [""]:
+        for set_name in _sets(settings, processor.test_files):
             _, test_features = features_of("test", set_name)
             logging.info("***** Running prediction%s *****  examples %d, batch %d, truncated %d",
                          f" ({set_name})" if set_name else "", len(test_features),

@@ -123,6 +123,9 @@ def define_finetuning_flags(data_help, flag_values=flags.FLAGS):
                          flag_values=flag_values)
     string("export_dir", "If set, export a SavedModel that takes raw text to "
            "EXPORT_DIR/<next integer version>/ (TF Serving layout).")
+    flags.DEFINE_bool("export_only", False, "Only export OUTPUT_DIR's newest checkpoint to "
+                      "--export_dir (e.g. to redo an export without retraining).",
+                      flag_values=flag_values)
     flags.DEFINE_bool("cache_features", True, "Cache tokenized features in "
                       "OUTPUT_DIR/feature_cache (keyed by data file, vocabulary, casing and "
                       "max_seq_length).", flag_values=flag_values)
@@ -157,16 +160,17 @@ DEBUG_ENVIRONMENT_VARIABLE = "BERT_TF_DEBUG"
 def import_tensorflow_quietly():
     """Imports tensorflow and tensorflow_text with TensorFlow's start-up noise hidden.
 
-    Unless the user set TF_CPP_MIN_LOG_LEVEL (then nothing is hidden), C++ logging below
-    errors is switched off (TF_CPP_MIN_LOG_LEVEL=2) and what the import and the device
-    discovery print on stderr is filtered: the banner lines (oneDNN, CPU features, no CUDA
-    driver, cuInit) are dropped, anything else is passed on.
+    C++ logging below errors is switched off (TF_CPP_MIN_LOG_LEVEL=2) unless the user set
+    TF_CPP_MIN_LOG_LEVEL. What the import and the device discovery print on stderr before
+    that setting takes effect is filtered: the banner lines (oneDNN, CPU features, no CUDA
+    driver, cuInit) are dropped, anything else is passed on. TF_CPP_MIN_LOG_LEVEL=0 keeps
+    everything.
     """
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
         return tf
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:

@@ -12,6 +12,43 @@ import tempfile
 from typing import Iterable, List, Union
 
 
+class DataFormatError(ValueError):
+    """Input data that does not have the expected layout or encoding; the message names the
+    file and line (or record)."""
+
+
+def read_bytes(path: str) -> bytes:
+    """The bytes of a local or remote (`gs://`, ...) file."""
+    path = os.fspath(path)
+    if _is_remote(path):
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+        with tf.io.gfile.GFile(path, "rb") as reader:
+            return reader.read()
+    with open(path, "rb") as reader:
+        return reader.read()
+
+
+def decode_utf8(data: bytes, path: str, byte_order_mark: bool = True, first_line: int = 1
+                ) -> str:
+    """`data` (the contents of `path` from line `first_line` on) as text; invalid UTF-8 is a
+    DataFormatError naming `path:line` and the byte. A leading byte-order mark is dropped
+    unless told otherwise."""
+    try:
+        return data.decode("utf-8-sig" if byte_order_mark else "utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + first_line
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise DataFormatError(
+            f"{path}:{line}: byte 0x{data[error.start]:02x} at column {column} is not valid "
+            f"UTF-8; expected a UTF-8 text file (re-encode it, e.g. with iconv)") from None
+
+
+def read_text(path: str) -> str:
+    """A UTF-8 text file's contents (`decode_utf8` errors)."""
+    return decode_utf8(read_bytes(path), path)
+
+
 def _is_remote(path: str) -> bool:
     return "://" in path
 
@@ -115,3 +152,21 @@ def expand_file_patterns(patterns: Union[str, Iterable[str]], what: str = "input
     if not files:
         raise FileNotFoundError(f"{what}: no files given")
     return files
+
+
+def check_output_directory(path: str, flag: str):
+    """ValueError unless `path` is a directory or can become one (its nearest existing
+    ancestor is a writable directory)."""
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise ValueError(f"{flag}={path} is a file; expected a directory (or a path where "
+                             f"one can be created)")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ValueError(f"{flag}={path}: the directory is not writable")
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag}={path}: cannot create it ({parent} is not a writable "
+                         f"directory)")

@@ -61,17 +61,32 @@ class FineTuningSettings:
     pad_to_multiple_of: int = 8
     seed: int = 12345
     jit_compile: bool = False
+    export_only: bool = False
 
     def validate(self):
-        """Raises ValueError naming the setting (as its flag) that is wrong."""
+        """Raises ValueError naming the setting (as its flag) that is wrong. Checks the
+        settings and the output paths (no input file is read here)."""
         if not self.output_dir:
             raise ValueError("--output_dir is required")
-        if not (self.do_train or self.do_eval or self.do_predict):
-            raise ValueError("At least one of --do_train, --do_eval or --do_predict must be True.")
-        if not self.init_checkpoint and not self.bert_config_file:
-            raise ValueError("--bert_config_file is required when --init_checkpoint is not given")
-        if not self.init_checkpoint and not self.vocab_file:
-            raise ValueError("--vocab_file is required when --init_checkpoint is not given")
+        if self.export_only:
+            if not self.export_dir:
+                raise ValueError("--export_only needs --export_dir")
+            if self.do_train or self.do_eval or self.do_predict:
+                raise ValueError("--export_only exports OUTPUT_DIR's checkpoint; it does not go "
+                                 "with --do_train, --do_eval or --do_predict")
+        elif not (self.do_train or self.do_eval or self.do_predict):
+            raise ValueError("At least one of --do_train, --do_eval or --do_predict must be True "
+                             "(or --export_only with --export_dir).")
+        model_dir = self.init_checkpoint or _finished_run(self.output_dir)
+        if not model_dir and not self.bert_config_file:
+            raise ValueError("--bert_config_file is required when --init_checkpoint is not given "
+                             "(and --output_dir holds no bert_config.json of an earlier run)")
+        if not model_dir and not self.vocab_file:
+            raise ValueError("--vocab_file is required when --init_checkpoint is not given "
+                             "(and --output_dir holds no vocab.txt of an earlier run)")
+        files.check_output_directory(self.output_dir, "--output_dir")
+        if self.export_dir:
+            files.check_output_directory(self.export_dir, "--export_dir")
         for name in ("max_seq_length", "train_batch_size", "eval_batch_size",
                      "predict_batch_size", "save_checkpoints_steps", "iterations_per_loop"):
             if getattr(self, name) <= 0:
@@ -86,6 +101,15 @@ class FineTuningSettings:
             raise ValueError(f"--learning_rate must be positive, got {self.learning_rate}")
 
 
+def _finished_run(output_dir):
+    """`output_dir` when an earlier run left its model files there (bert_config.json and
+    vocab.txt), else None: it then stands in for --init_checkpoint's directory."""
+    if output_dir and all(os.path.isfile(os.path.join(output_dir, name))
+                          for name in ("bert_config.json", "vocab.txt")):
+        return output_dir
+    return None
+
+
 @dataclasses.dataclass
 class ModelFiles:
     """The model description a fine-tuning run starts from."""
@@ -97,19 +121,24 @@ class ModelFiles:
 
 def resolve_model_files(settings: FineTuningSettings) -> ModelFiles:
     """The settings' bert_config_file / vocab_file / do_lower_case, each falling back to what
-    lies beside `init_checkpoint`; the casing is checked against a published release's name."""
+    lies beside `init_checkpoint` (or, without one, in output_dir from an earlier run); the
+    casing is checked against a published release's name, the vocabulary against the config's
+    vocab_size and max_seq_length against max_position_embeddings."""
     from bert_tf import checkpoints
     from bert_tf.config import BertConfig
-    from bert_tf.tokenization import validate_case_matches_checkpoint
+    from bert_tf.tokenization import load_vocab, validate_case_matches_checkpoint
 
     ckpt = settings.init_checkpoint
+    model_dir = ckpt or _finished_run(settings.output_dir)
     if settings.bert_config_file:
-        config = BertConfig.from_json_file(settings.bert_config_file)
-    elif ckpt:
-        config = checkpoints.read_config(ckpt)
+        config, config_source = (BertConfig.from_json_file(settings.bert_config_file),
+                                 settings.bert_config_file)
+    elif model_dir:
+        config, config_source = checkpoints.read_config(model_dir), model_dir
     else:
         raise ValueError("--bert_config_file is required when --init_checkpoint is not given")
-    found_vocab, found_case = checkpoints.find_vocab_and_casing(ckpt) if ckpt else (None, None)
+    found_vocab, found_case = (checkpoints.find_vocab_and_casing(model_dir) if model_dir
+                               else (None, None))
     vocab_file = settings.vocab_file or found_vocab
     if not vocab_file:
         raise ValueError(f"--vocab_file is required: no vocab.txt found next to "
@@ -119,9 +148,15 @@ def resolve_model_files(settings: FineTuningSettings) -> ModelFiles:
         do_lower_case = True if found_case is None else found_case
     if ckpt:
         validate_case_matches_checkpoint(do_lower_case, ckpt)
+    vocab_size = max(load_vocab(vocab_file).values(), default=-1) + 1  # ids are line numbers
+    if vocab_size > config.vocab_size:
+        raise ValueError(f"{vocab_file}: {vocab_size} tokens, but the model's vocab_size is "
+                         f"{config.vocab_size} ({config_source}); ids past it have no "
+                         f"embedding. Use the vocab.txt the model was trained with")
     if settings.max_seq_length > config.max_position_embeddings:
         raise ValueError(f"--max_seq_length={settings.max_seq_length} exceeds the model's "
-                         f"max_position_embeddings={config.max_position_embeddings}")
+                         f"max_position_embeddings={config.max_position_embeddings} "
+                         f"({config_source})")
     return ModelFiles(config=config, vocab_file=vocab_file, do_lower_case=bool(do_lower_case))
 
 
@@ -197,6 +232,12 @@ class FineTuningRun:
     def predict_fn(self):
         """`make_predict_fn` for this run's model."""
         return make_predict_fn(self.model, jit_compile=self.settings.jit_compile)
+
+    def restore_for_export(self):
+        """--export_only: OUTPUT_DIR's newest checkpoint, which must exist."""
+        if self.trainer.restore() is None:
+            raise ValueError(f"--export_only: no checkpoint in --output_dir="
+                             f"{self.settings.output_dir} to export (train there first)")
 
     @property
     def global_step(self) -> int:

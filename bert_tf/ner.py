@@ -261,6 +261,8 @@ def run_ner(settings: NerSettings, strategy=None):
                                         input_context=input_context)
 
         timings["train_seconds"] = run.train_or_restore(train_dataset_fn)
+    elif settings.export_only:
+        run.restore_for_export()
     else:
         run.train_or_restore()
     global_step = run.global_step

@@ -12,6 +12,8 @@ from typing import Optional
 
 from absl import logging
 
+from bert_tf import files
+
 EVAL_RESULTS_FILE = "eval_results.txt"
 
 
@@ -65,6 +67,10 @@ class PretrainingSettings:
             raise ValueError(f"--num_warmup_steps must be >= 0, got {self.num_warmup_steps}")
         if self.optimizer not in ("adamw", "lamb"):
             raise ValueError(f"--optimizer={self.optimizer!r}: expected adamw or lamb")
+        files.check_output_directory(self.output_dir, "--output_dir")
+        files.expand_file_patterns(self.input_file, "--input_file")
+        if self.do_eval and self.eval_input_file:
+            files.expand_file_patterns(self.eval_input_file, "--eval_input_file")
 
 
 def pretraining_dataset_fn(input_file, global_batch_size, max_seq_length, max_predictions_per_seq,
@@ -102,6 +108,19 @@ def build_pretrainer(strategy, bert_config, settings):
     return model, optimizer
 
 
+def _name_corrupt_file(input_files, error):
+    """A ValueError naming the input file behind TensorFlow's DataLossError (which names none)."""
+    from bert_tf.data import pretraining_records
+
+    compression = ["GZIP" if pretraining_records.is_gzip(p) else "" for p in input_files]
+    path, found = pretraining_records.find_corrupt_record_file(input_files, compression)
+    if path is None:
+        return ValueError(f"reading the pretraining TFRecords failed: "
+                          f"{pretraining_records.data_loss_text(error)}")
+    return ValueError(f"{path}: {pretraining_records.data_loss_text(found)}; the file is "
+                      f"damaged, recreate or re-copy it")
+
+
 def run_pretraining(settings: PretrainingSettings, strategy=None):
     """Trains and/or evaluates as the original run_pretraining.py; returns a result dict.
 
@@ -125,6 +144,15 @@ def run_pretraining(settings: PretrainingSettings, strategy=None):
             f"Cannot use sequence length {settings.max_seq_length} because the BERT model was "
             f"only trained up to sequence length {bert_config.max_position_embeddings} "
             f"(--max_seq_length vs max_position_embeddings in {settings.bert_config_file})")
+    # The validation pass: every input file's framing and first record, before any output.
+    from bert_tf.data import pretraining_records
+
+    input_files = []
+    for pattern in ([settings.input_file] if settings.do_train else []) + (
+            [settings.eval_input_file or settings.input_file] if settings.do_eval else []):
+        input_files += pretraining_records.check_record_files(
+            pattern, settings.max_seq_length, settings.max_predictions_per_seq,
+            vocab_size=bert_config.vocab_size)
     tf.io.gfile.makedirs(settings.output_dir)
 
     model, optimizer = build_pretrainer(strategy, bert_config, settings)
@@ -155,8 +183,11 @@ def run_pretraining(settings: PretrainingSettings, strategy=None):
             settings.input_file, settings.train_batch_size // settings.gradient_accumulation_steps,
             settings.max_seq_length, settings.max_predictions_per_seq, is_training=True,
             seed=settings.seed)
-        result["train"] = trainer.train(dataset_fn, settings.num_train_steps,
-                                        init_fn=load_init_checkpoint)
+        try:
+            result["train"] = trainer.train(dataset_fn, settings.num_train_steps,
+                                            init_fn=load_init_checkpoint)
+        except tf.errors.DataLossError as error:
+            raise _name_corrupt_file(input_files, error) from error
         result["train_history"] = trainer.history
     else:
         if trainer.restore() is None:

@@ -39,8 +39,11 @@ def count_words(input_files, do_lower_case=True, log_every_lines=100_000):
     start = time.time()
     for path in files.expand_file_patterns(input_files, "--input_file"):
         with tf.io.gfile.GFile(path, "rb") as reader:
-            for raw_line in reader:
-                counts.update(basic_tokenizer.tokenize(raw_line))
+            for number, raw_line in enumerate(reader, start=1):
+                # Invalid UTF-8 would be learned as broken tokens: stop at the file and line.
+                text = files.decode_utf8(raw_line, path, byte_order_mark=number == 1,
+                                         first_line=number)
+                counts.update(basic_tokenizer.tokenize(text))
                 lines += 1
                 if lines % log_every_lines == 0:
                     logging.info("read %d lines (%.0f lines/s), %d distinct words", lines,

@@ -34,8 +34,7 @@ from bert_tf import files
 _FEATURE_CACHE_VERSION = 1
 
 
-class DataFormatError(ValueError):
-    """Input data that does not have the layout a processor expects (names file and line)."""
+DataFormatError = files.DataFormatError  # input that does not have the expected layout
 
 
 @dataclasses.dataclass
@@ -69,9 +68,7 @@ def read_tsv(path: str) -> List[Tuple[int, List[str]]]:
     reported through absl logging (never dropped silently).
     """
     rows, empty_lines = [], []
-    with open(path, "r", encoding="utf-8-sig", newline="") as f:
-        text = f.read()
-    lines = text.split("\n")
+    lines = files.read_text(path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # The newline that ends the last line.
     for number, line in enumerate(lines, start=1):
@@ -88,7 +85,7 @@ def read_tsv(path: str) -> List[Tuple[int, List[str]]]:
 def read_csv(path: str) -> List[Tuple[int, List[str]]]:
     """Rows of a standard (quoted, comma-separated) CSV file as `(line number, fields)`."""
     rows, empty_lines = [], []
-    with open(path, "r", encoding="utf-8-sig", newline="") as f:
+    with io.StringIO(files.read_text(path), newline="") as f:
         reader = csv.reader(f)
         start = 1
         for fields in reader:

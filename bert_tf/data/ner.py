@@ -42,6 +42,7 @@ import numpy as np
 from absl import logging
 
 from bert_tf.data.classification import DataFormatError, length_sorted_order
+from bert_tf import files
 from bert_tf.files import atomic_write
 from bert_tf.metrics import extract_spans
 
@@ -101,16 +102,6 @@ def _parse_tag(tag: str, where: str) -> Tuple[str, str]:
     return prefix, entity
 
 
-def _read_bytes(path: str) -> bytes:
-    if "://" in str(path):
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-        with tf.io.gfile.GFile(path, "rb") as f:
-            return f.read()
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def read_conll(path: str, tag_column: int = -1) -> List[NerSentence]:
     """The sentences of a CoNLL-2003-style file, tags exactly as written.
 
@@ -128,7 +119,7 @@ def read_conll(path: str, tag_column: int = -1) -> List[NerSentence]:
     if tag_column == 0:
         raise ValueError("tag_column 0 is the token column; the tag must be in another column")
     min_columns = tag_column + 1 if tag_column > 0 else 1 - tag_column
-    data = _read_bytes(path)
+    data = files.read_bytes(path)
     expected_layout = ("expected CoNLL lines 'token ... tag' with a blank line between "
                        "sentences")
     if not data.strip():

@@ -1154,9 +1154,10 @@ def create_pretraining_data(input_files, output_files, vocab_file_or_tokenizer,
     start = time.monotonic()
     _check_arguments(max_seq_length, max_predictions_per_seq, masked_lm_prob, short_seq_prob,
                      dupe_factor, num_workers, unicode_errors, streaming_window_documents)
-    input_paths = expand_input_files(input_files)
     if isinstance(output_files, str):
         output_files = [path.strip() for path in output_files.split(",") if path.strip()]
+    pretraining_records.check_output_files(output_files)  # before any slow work
+    input_paths = expand_input_files(input_files)
     tokenizer, vocab_source = _make_tokenizer(vocab_file_or_tokenizer, do_lower_case)
     vocabulary = VocabularyIds(tokenizer, vocab_source)
     encoder = pretraining_records.ExampleEncoder(max_seq_length, max_predictions_per_seq,

@@ -11,6 +11,7 @@ in the data-creation worker processes, which only need pure Python and must star
 """
 
 import os
+import re
 import struct
 import zlib
 
@@ -260,6 +261,22 @@ class Crc32c:
 # ---------------------------------------------------------------------------------------------
 
 
+def check_output_files(output_files):
+    """ValueError naming the first output path that cannot be written: an existing directory,
+    or a path below a file. Missing directories are fine (the writer creates them)."""
+    for path in output_files:
+        if os.path.isdir(path):
+            raise ValueError(f"output_file {path!r} is a directory; expected a file path "
+                             f"(e.g. {os.path.join(path, 'train.tfrecord')!r})")
+        parent = os.path.dirname(os.path.abspath(path))
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            raise ValueError(f"output_file {path!r}: {parent!r} is a file, not a directory")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise ValueError(f"output_file {path!r}: directory {parent!r} is not writable")
+
+
 class RecordFileWriter:
     """Round-robin TFRecord writer over several output files; never leaves a partial file.
 
@@ -278,11 +295,17 @@ class RecordFileWriter:
             raise ValueError("output_file: at least one output file is required")
         if len(set(self.output_files)) != len(self.output_files):
             raise ValueError(f"output_file: a file is listed twice in {self.output_files}")
+        check_output_files(self.output_files)
+        self._created_directories = []
         for path in self.output_files:
             parent = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(parent):
-                raise FileNotFoundError(
-                    f"output_file {path!r}: directory {parent!r} does not exist")
+            missing = []
+            while not os.path.isdir(parent):
+                missing.append(parent)
+                parent = os.path.dirname(parent)
+            for directory in reversed(missing):
+                os.mkdir(directory)
+                self._created_directories.append(directory)
         self._temp_files = [f"{path}.tmp-{os.getpid()}" for path in self.output_files]
         self._files = []
         try:
@@ -390,6 +413,10 @@ class RecordFileWriter:
         for temp in self._temp_files:
             if os.path.exists(temp):
                 os.remove(temp)
+        for directory in reversed(self._created_directories):  # a failed run leaves nothing
+            if os.path.isdir(directory) and not os.listdir(directory):
+                os.rmdir(directory)
+        self._created_directories = []
 
     def __enter__(self):
         return self
@@ -407,7 +434,7 @@ class RecordFileWriter:
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _is_gzip(path):
+def is_gzip(path):
     with open(path, "rb") as f:
         return f.read(2) == _GZIP_MAGIC
 
@@ -417,8 +444,10 @@ def expand_file_patterns(file_pattern):
     return files_lib.expand_file_patterns(file_pattern, "input_file")
 
 
-def check_record_file(path, max_seq_length, max_predictions_per_seq, compression_type=""):
-    """Checks the first record of a file against the expected feature lengths.
+def check_record_file(path, max_seq_length, max_predictions_per_seq, compression_type="",
+                      vocab_size=None):
+    """Checks the first record of a file against the expected feature lengths (and, with
+    `vocab_size`, its token ids against the model's vocabulary).
 
     Raises ValueError naming the file, the feature, its length in the file and the expected one,
     so that a file made with other flags fails clearly instead of as an opaque parse error.
@@ -427,7 +456,11 @@ def check_record_file(path, max_seq_length, max_predictions_per_seq, compression
     import tensorflow as tf
 
     dataset = tf.data.TFRecordDataset(path, compression_type=compression_type).take(1)
-    records = [r.numpy() for r in dataset]
+    try:
+        records = [r.numpy() for r in dataset]
+    except tf.errors.DataLossError as error:
+        raise ValueError(f"{path}: {data_loss_text(error)}; the file is damaged, recreate or "
+                         f"re-copy it") from None
     if not records:
         return False
     example = tf.train.Example.FromString(records[0])
@@ -450,7 +483,94 @@ def check_record_file(path, max_seq_length, max_predictions_per_seq, compression
                     f"{flag}={want}" if flag else f"expected {want}")
             raise ValueError(
                 f"{path}: feature {name!r} has length {len(values)}, expected {want}: {hint}")
+    if vocab_size is not None:
+        for name in ("input_ids", "masked_lm_ids"):
+            largest = max(features[name].int64_list.value, default=0)
+            if largest >= vocab_size:
+                raise ValueError(
+                    f"{path}: feature {name!r} holds token id {largest}, but the model's "
+                    f"vocab_size is {vocab_size}: the data was made with a larger vocab.txt "
+                    f"than --bert_config_file describes")
     return True
+
+
+def scan_record_framing(path, batch_records=65536):
+    """Walks the framing of an uncompressed TFRecord file (each record's length header and its
+    CRC, skipping the data) and returns the number of records.
+
+    Raises ValueError naming the file and byte offset when the file is cut short (the last
+    record incomplete: TensorFlow's reader would stop there without a word) or a length header
+    is corrupt. It reads 12 bytes a record, so it is cheap even for large files; the data CRCs
+    are checked by TensorFlow while reading.
+    """
+    size = os.path.getsize(path)
+    crc = Crc32c()
+    count, offset = 0, 0
+    with open(path, "rb") as reader:
+        while offset < size:
+            headers, offsets = [], []
+            while offset < size and len(headers) < batch_records:
+                reader.seek(offset)
+                header = reader.read(12)
+                if len(header) < 12:
+                    raise ValueError(
+                        f"{path}: truncated: the last {size - offset} byte(s), from byte "
+                        f"{offset}, are not a whole record (the file was cut short; recreate "
+                        f"or re-copy it)")
+                headers.append(header)
+                offsets.append(offset)
+                offset += 16 + struct.unpack("<Q", header[:8])[0]
+            expected = crc._mask(crc.crc([h[:8] for h in headers])).astype("<u4")
+            stored = [struct.unpack("<I", h[8:12])[0] for h in headers]
+            for i, (want, got) in enumerate(zip(expected.tolist(), stored)):
+                if want != got:
+                    raise ValueError(f"{path}: corrupted record header at byte {offsets[i]} "
+                                     f"(record {count + i}); the file is damaged, recreate it")
+            count += len(headers)
+            if offset > size:
+                raise ValueError(
+                    f"{path}: truncated: record {count - 1} at byte {offsets[-1]} needs "
+                    f"{offset - offsets[-1]} bytes but the file ends at byte {size} (the file "
+                    f"was cut short; recreate or re-copy it)")
+    return count
+
+
+def data_loss_text(error):
+    """What TensorFlow's DataLossError says, without its graph-function decorations."""
+    message = re.sub(r"\{\{[^}]*\}\}|\[Op:[^\]]*\]|\bname:\s*$", "", error.message.splitlines()[0])
+    return " ".join(message.split()) or "unreadable record"
+
+
+def find_corrupt_record_file(files, compression):
+    """The first of `files` whose records TensorFlow cannot read (DataLossError), with the
+    error; (None, None) when all read. Reads every record: only for reporting a failure."""
+    import tensorflow as tf
+
+    for path, ctype in zip(files, compression):
+        try:
+            for _ in tf.data.TFRecordDataset(path, compression_type=ctype):
+                pass
+        except tf.errors.DataLossError as error:
+            return path, error
+    return None, None
+
+
+def check_record_files(file_pattern, max_seq_length, max_predictions_per_seq, vocab_size=None,
+                       gzip="auto"):
+    """The validation pass over pretraining TFRecords before training: every file's framing
+    (uncompressed files: not cut short, headers intact) and first record (feature lengths;
+    with `vocab_size`, token ids below it). Returns the files. Errors name the file."""
+    files = expand_file_patterns(file_pattern)
+    nonempty = False
+    for path in files:
+        compressed = is_gzip(path) if gzip == "auto" else bool(gzip)
+        if not compressed and scan_record_framing(path) == 0:
+            continue
+        nonempty |= check_record_file(path, max_seq_length, max_predictions_per_seq,
+                                      "GZIP" if compressed else "", vocab_size=vocab_size)
+    if not nonempty:
+        raise ValueError(f"no records in any file matching {file_pattern!r}")
+    return files
 
 
 def decode_record(record, max_seq_length, max_predictions_per_seq):
@@ -498,7 +618,7 @@ def pretraining_dataset(file_pattern, batch_size, max_seq_length, max_prediction
 
     files = expand_file_patterns(file_pattern)
     if gzip == "auto":
-        compression = ["GZIP" if _is_gzip(path) else "" for path in files]
+        compression = ["GZIP" if is_gzip(path) else "" for path in files]
     else:
         compression = ["GZIP" if gzip else ""] * len(files)
     if check_files:
