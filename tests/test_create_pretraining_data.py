@@ -649,8 +649,11 @@ def test_bad_vocab_and_flags(data_dir, tmp_path):
         create_pretraining_data(corpus, out, good_vocab, max_seq_length=4)
     with pytest.raises(ValueError, match="masked_lm_prob"):
         create_pretraining_data(corpus, out, good_vocab, masked_lm_prob=0.0)
-    with pytest.raises(FileNotFoundError, match="directory"):
-        create_pretraining_data(corpus, str(tmp_path / "no" / "a.tfrecord"), good_vocab)
+    # A path below a file cannot be written; found before any instance is made.
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ValueError, match="a_file' is a file, not a directory"):
+        create_pretraining_data(corpus, str(tmp_path / "a_file" / "a.tfrecord"), good_vocab)
+    os.remove(tmp_path / "a_file")
     _assert_no_output(tmp_path)
 
 
