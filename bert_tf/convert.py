@@ -115,11 +115,32 @@ def convert(init_checkpoint, output_dir, to, classifier_kind=None, vocab_file=No
         weights.vocab_file = vocab_file
     if do_lower_case is not None:
         weights.do_lower_case = bool(do_lower_case)
-    return write_weights(weights, output_dir, to)
+    result = write_weights(weights, output_dir, to,
+                           extra_files=_sentence_transformers_files(weights.source))
+    return result
 
 
-def write_weights(weights, output_dir, to) -> ConversionResult:
-    """Writes a `checkpoints.BertWeights` as a new folder `output_dir` in format `to`, atomically."""
+# sentence-transformers' description of how token states become a sentence vector (bert_tf's
+# classifier reads its pooling from it): copied as they are into formats that keep a folder of
+# loose files, named as not carried otherwise.
+_SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json",
+                                "config_sentence_transformers.json")
+
+
+def _sentence_transformers_files(source):
+    directory = checkpoints.checkpoint_directory(source)
+    found = [f for f in _SENTENCE_TRANSFORMERS_FILES if os.path.isfile(os.path.join(directory, f))]
+    if os.path.isfile(os.path.join(directory, "1_Pooling", "config.json")):
+        found.append(os.path.join("1_Pooling", "config.json"))
+    return [(os.path.join(directory, f), f) for f in found]
+
+
+def write_weights(weights, output_dir, to, extra_files=()) -> ConversionResult:
+    """Writes a `checkpoints.BertWeights` as a new folder `output_dir` in format `to`, atomically.
+
+    `extra_files`: (source path, relative name) pairs copied into the folder (formats other than
+    keras_hub, which has no place for them: they are named in a warning).
+    """
     if to not in FORMATS:
         raise ValueError(f"--to: expected one of {', '.join(FORMATS)}, got {to!r}")
     output_dir = os.path.abspath(os.path.expanduser(os.fspath(output_dir)))
@@ -135,6 +156,12 @@ def write_weights(weights, output_dir, to) -> ConversionResult:
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.tmp-", dir=parent)
     try:
         result = _WRITERS[to](weights, staging)
+        if extra_files and to == "keras_hub":
+            logging.warning("keras_hub format has no place for %s of %s: not converted",
+                            ", ".join(name for _, name in extra_files), weights.source)
+        elif extra_files:
+            for path, name in extra_files:
+                atomic_copy(path, os.path.join(staging, name))
         if os.path.isdir(output_dir):
             os.rmdir(output_dir)  # empty, checked above
         os.chmod(staging, 0o755)
