@@ -531,6 +531,11 @@ class _TF2Reader:
         self._name_of, parent_top = self._breadth_first_names()
 
         paths_of = self._variable_paths(model)
+        if getattr(model, "encoder", None) is not None:
+            # A checkpoint of a bare BertEncoder (bert-convert writes one for a model without
+            # heads) also fills the encoder of a task model: match paths below `encoder` too.
+            for paths in paths_of.values():
+                paths.extend([path[1:] for path in paths if path[:1] == ("encoder",)])
         self._paths_of = paths_of
 
         def matches(root):
@@ -663,19 +668,23 @@ def to_keras_hub_layout(mapping, value, shape):
     return value.reshape(shape)
 
 
-_KERAS_HUB_BACKBONE = {}
+_KERAS_HUB_CLASSES = {}
 
 
-def keras_hub_backbone_class():
-    """keras-hub's BertBackbone subclass that also honours `hidden_act` (registered once).
+def keras_hub_classes():
+    """keras-hub BERT classes that also honour `hidden_act`, registered with Keras once.
 
-    keras-hub's BertBackbone always computes the tanh GELU. A preset of a model with another
-    activation (e.g. the erf GELU of Hugging Face's "gelu") names this class, registered as
-    `bert_tf>BertBackbone`, and records `hidden_act` (bert_tf's names) in its config; keras-hub's
-    `BertBackbone.from_preset` loads it once `bert_tf.convert` (or this function) has run.
+    keras-hub's BertBackbone always computes the tanh GELU, and BertMaskedLM's head the erf
+    GELU with LayerNorm epsilon 1e-5. A preset of a model with another activation (e.g. the
+    erf GELU of Hugging Face's "gelu"), or with an MLM head, names these subclasses, registered as `bert_tf>BertBackbone`, `bert_tf>BertMaskedLM`
+    and `bert_tf>BertTextClassifier`, and records `hidden_act` (bert_tf's names) in the
+    backbone's config; keras-hub's own `from_preset` loads them once this function has run
+    (`import bert_tf.convert` runs it).
+
+    Returns: dict with keys "backbone", "masked_lm", "text_classifier".
     """
-    if "class" in _KERAS_HUB_BACKBONE:
-        return _KERAS_HUB_BACKBONE["class"]
+    if _KERAS_HUB_CLASSES:
+        return _KERAS_HUB_CLASSES
     import keras
     import keras_hub
 
@@ -700,8 +709,31 @@ def keras_hub_backbone_class():
             config["hidden_act"] = self.hidden_act
             return config
 
-    _KERAS_HUB_BACKBONE["class"] = BertBackboneWithActivation
-    return BertBackboneWithActivation
+    @keras.saving.register_keras_serializable(package="bert_tf", name="BertMaskedLM")
+    class BertMaskedLMWithActivation(keras_hub.models.BertMaskedLM):
+        """keras-hub's BertMaskedLM computing BERT's MLM transform: the backbone's activation
+        (keras-hub's head always uses the erf GELU) and LayerNorm epsilon 1e-12 (not 1e-5)."""
+
+        backbone_cls = BertBackboneWithActivation
+
+        def __init__(self, backbone, *args, **kwargs):
+            super().__init__(backbone, *args, **kwargs)
+            activation = get_activation(getattr(backbone, "hidden_act", "gelu"))
+            head = self.masked_lm_head
+            head.intermediate_activation = activation
+            head._intermediate_dense.activation = activation
+            head.layer_norm_epsilon = 1e-12
+            head._intermediate_layer_norm.epsilon = 1e-12
+
+    @keras.saving.register_keras_serializable(package="bert_tf", name="BertTextClassifier")
+    class BertTextClassifierWithActivation(keras_hub.models.BertTextClassifier):
+        """keras-hub's BertTextClassifier on a BertBackboneWithActivation."""
+
+        backbone_cls = BertBackboneWithActivation
+
+    _KERAS_HUB_CLASSES.update(backbone=BertBackboneWithActivation, masked_lm=BertMaskedLMWithActivation,
+                              text_classifier=BertTextClassifierWithActivation)
+    return _KERAS_HUB_CLASSES
 
 
 def _keras_hub_preset(directory):
@@ -709,7 +741,7 @@ def _keras_hub_preset(directory):
     import keras_hub
     from keras_hub.src.utils import preset_utils
 
-    keras_hub_backbone_class()  # so that presets naming bert_tf>BertBackbone load
+    keras_hub_classes()  # so that presets naming bert_tf>BertBackbone & co. load
     config_file = os.path.join(directory, "config.json")
     config = _read_json(config_file)
     try:

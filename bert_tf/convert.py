@@ -26,7 +26,10 @@ named in a warning. The GELU variant is carried in each format's own config fiel
 `bert_tf.config`): original `bert_config.json` "gelu" (tanh; an erf GELU is written as
 "gelu_exact" with a warning, the original code has no name for it), Hugging Face "gelu_new"
 (tanh) or "gelu" (erf), keras-hub's stock BertBackbone (tanh) or, for any other activation,
-`bert_tf>BertBackbone` with a `hidden_act` field (load it after `import bert_tf.convert`).
+`bert_tf>BertBackbone` with a `hidden_act` field, and its BertTextClassifier (keras-hub's
+`from_preset` loads them after `import bert_tf.convert`). keras-hub's BertMaskedLM head computes
+the erf GELU with LayerNorm epsilon 1e-5 whatever the model, so an MLM head is written as
+`bert_tf>BertMaskedLM`, which computes BERT's.
 
 The output folder is written under a temporary name beside DST and renamed when complete: a
 failed conversion leaves nothing behind. DST must not exist or be an empty folder.
@@ -322,16 +325,17 @@ def build_keras_hub_model(weights, heads):
     import keras_hub
 
     c = weights.config
-    if c.hidden_act == "gelu":
-        backbone_class = keras_hub.models.BertBackbone  # its activation is the tanh GELU
+    classes = checkpoints.keras_hub_classes()
+    if c.hidden_act == "gelu":  # keras-hub's own classes: its BertBackbone computes the tanh GELU
+        backbone_class, classifier_class = keras_hub.models.BertBackbone, keras_hub.models.BertTextClassifier
         extra = {}
     else:
-        backbone_class = checkpoints.keras_hub_backbone_class()
+        backbone_class, classifier_class = classes["backbone"], classes["text_classifier"]
         extra = {"hidden_act": c.hidden_act}
         logging.warning(
             "keras-hub's BertBackbone computes the tanh GELU only; this model uses %r, so the "
-            "preset names bert_tf>BertBackbone (a BertBackbone subclass recording hidden_act): "
-            "keras_hub.models.BertBackbone.from_preset loads it after `import bert_tf.convert`",
+            "preset names bert_tf>BertBackbone (a BertBackbone subclass recording hidden_act) and "
+            "its tasks: keras-hub's from_preset loads them after `import bert_tf.convert`",
             c.hidden_act)
     if c.attention_probs_dropout_prob != c.hidden_dropout_prob:
         logging.warning("keras-hub's BertBackbone has one dropout rate: using hidden_dropout_prob "
@@ -349,15 +353,13 @@ def build_keras_hub_model(weights, heads):
         **extra,
     )
     if "classifier" in heads:
-        model = keras_hub.models.BertTextClassifier(backbone, num_classes=weights.num_labels,
-                                                    preprocessor=None)
+        model = classifier_class(backbone, num_classes=weights.num_labels, preprocessor=None)
     elif "masked_lm_head" in heads:
-        model = keras_hub.models.BertMaskedLM(backbone, preprocessor=None)
-        if c.hidden_act != "gelu_exact":
-            logging.warning(
-                "keras-hub's BertMaskedLM computes its MLM transform with the erf GELU whatever "
-                "the backbone's activation (%r here): keras-hub's MLM logits differ slightly from "
-                "bert_tf's; the weights are exact and read back exactly", c.hidden_act)
+        model = classes["masked_lm"](backbone, preprocessor=None)
+        logging.warning(
+            "keras-hub's BertMaskedLM computes its MLM transform with the erf GELU and LayerNorm "
+            "epsilon 1e-5, not BERT's; the preset's task names bert_tf>BertMaskedLM, which computes "
+            "BERT's (keras-hub's BertMaskedLM.from_preset loads it after `import bert_tf.convert`)")
     else:
         model = backbone
     variables = {v.path: v for v in model.weights}
@@ -438,9 +440,9 @@ _WRITERS = {
     "bert_tf": _write_bert_tf,
 }
 
-# Presets naming bert_tf>BertBackbone load in any process that imported this module.
+# Presets naming bert_tf>BertBackbone & co. load in any process that imported this module.
 try:
-    checkpoints.keras_hub_backbone_class()
+    checkpoints.keras_hub_classes()
 except ImportError:  # keras-hub not installed: only the keras_hub format is unavailable
     pass
 
