@@ -393,7 +393,9 @@ def _write_keras_hub(weights, directory):
         tokenizer = keras_hub.models.BertTokenizer(vocabulary=weights.vocab_file, lowercase=lowercase,
                                                    strip_accents=lowercase)
         tokenizer.save_to_preset(directory)
-    architecture = type(model).__name__
+    import keras
+
+    architecture = keras.saving.get_registered_name(type(model))  # e.g. keras_hub>BertTextClassifier
     return ConversionResult(directory, "keras_hub", heads, dropped, architecture)
 
 
