@@ -1078,6 +1078,10 @@ class BertWeights:
         return tuple(head for head in HEADS if head in present)
 
     @property
+    def has_pooler(self):
+        return all(name in self.values for name in POOLER_NAMES)
+
+    @property
     def num_labels(self):
         return int(self.values["output_bias"].shape[0]) if "output_bias" in self.values else None
 
@@ -1169,10 +1173,20 @@ def _read_tf2_values(location, config, values):
     return sorted(names - used)
 
 
+POOLER_NAMES = ("bert/pooler/dense/kernel", "bert/pooler/dense/bias")
+
+
 def _check_complete(values, config, path, unused):
     entries = list(_entries(config))
     missing_encoder = [e.original_name for e in entries
                        if e.mapping.part == "encoder" and e.original_name not in values]
+    if missing_encoder and set(missing_encoder) <= set(POOLER_NAMES):
+        # transformers' BertForMaskedLM / BertForTokenClassification have no pooler.
+        logging.warning("%s: the checkpoint has no pooler (e.g. a Hugging Face BertForMaskedLM or "
+                        "BertForTokenClassification file): it is not converted", path)
+        for name in missing_encoder:
+            values.pop(name, None)
+        missing_encoder = []
     if missing_encoder:
         raise ValueError(
             f"{path}: the checkpoint lacks {len(missing_encoder)} encoder variables "

@@ -124,8 +124,8 @@ def convert(init_checkpoint, output_dir, to, classifier_kind=None, vocab_file=No
 
 
 # sentence-transformers' description of how token states become a sentence vector (bert_tf's
-# classifier reads its pooling from it): copied as they are into formats that keep a folder of
-# loose files, named as not carried otherwise.
+# classifier reads its pooling from it, keras-hub's Hugging Face loader reads the same files):
+# copied as they are into every output folder.
 _SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json",
                                 "config_sentence_transformers.json")
 
@@ -141,8 +141,7 @@ def _sentence_transformers_files(source):
 def write_weights(weights, output_dir, to, extra_files=()) -> ConversionResult:
     """Writes a `checkpoints.BertWeights` as a new folder `output_dir` in format `to`, atomically.
 
-    `extra_files`: (source path, relative name) pairs copied into the folder (formats other than
-    keras_hub, which has no place for them: they are named in a warning).
+    `extra_files`: (source path, relative name) pairs copied into the folder as they are.
     """
     if to not in FORMATS:
         raise ValueError(f"--to: expected one of {', '.join(FORMATS)}, got {to!r}")
@@ -159,12 +158,8 @@ def write_weights(weights, output_dir, to, extra_files=()) -> ConversionResult:
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.tmp-", dir=parent)
     try:
         result = _WRITERS[to](weights, staging)
-        if extra_files and to == "keras_hub":
-            logging.warning("keras_hub format has no place for %s of %s: not converted",
-                            ", ".join(name for _, name in extra_files), weights.source)
-        elif extra_files:
-            for path, name in extra_files:
-                atomic_copy(path, os.path.join(staging, name))
+        for path, name in extra_files:
+            atomic_copy(path, os.path.join(staging, name))
         if os.path.isdir(output_dir):
             os.rmdir(output_dir)  # empty, checked above
         os.chmod(staging, 0o755)
@@ -250,6 +245,11 @@ def hugging_face_architecture(heads, classifier_kind=None):
     return "BertModel"
 
 
+# transformers builds these classes without a pooler (`add_pooling_layer=False`) and reports
+# pooler tensors in their files as unexpected.
+HUGGING_FACE_WITHOUT_POOLER = ("BertForMaskedLM", "BertForTokenClassification")
+
+
 def hugging_face_tensors(weights, heads, architecture):
     """transformers' name -> array (HF layout) for the encoder and `heads`."""
     prefix = "" if architecture == "BertModel" else "bert."
@@ -257,6 +257,10 @@ def hugging_face_tensors(weights, heads, architecture):
     for entry in checkpoints._entries(weights.config):
         part = entry.mapping.part
         if part != "encoder" and part not in heads:
+            continue
+        if entry.original_name not in weights.values:
+            continue  # an absent pooler (named when read)
+        if architecture in HUGGING_FACE_WITHOUT_POOLER and entry.original_name in checkpoints.POOLER_NAMES:
             continue
         value = weights.values[entry.original_name]
         name = entry.hf_names()[0]
@@ -305,6 +309,13 @@ def _write_hugging_face(weights, directory):
     heads, dropped = _select_heads(
         weights, {"masked_lm_head", "next_sentence_head", "classifier"}, "huggingface")
     architecture = hugging_face_architecture(heads, weights.classifier_kind)
+    if architecture in HUGGING_FACE_WITHOUT_POOLER and weights.has_pooler:
+        logging.warning("transformers' %s has no pooler: the pooler of %s is not converted",
+                        architecture, weights.source)
+        dropped = dropped + ("pooler",)
+    elif not weights.has_pooler and architecture not in HUGGING_FACE_WITHOUT_POOLER:
+        logging.warning("%s has no pooler: transformers' %s will initialise bert.pooler freshly",
+                        weights.source, architecture)
     tensors = hugging_face_tensors(weights, heads, architecture)
     save_file(tensors, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
     _write_json(os.path.join(directory, "config.json"), hugging_face_config(weights, architecture))
@@ -364,10 +375,16 @@ def build_keras_hub_model(weights, heads):
         model = backbone
     variables = {v.path: v for v in model.weights}
     assigned = set()
+    if not weights.has_pooler:
+        logging.warning("%s has no pooler; keras-hub's BertBackbone needs one: written with its "
+                        "fresh initial values", weights.source)
     for entry in checkpoints._entries(c):
         part = entry.mapping.part
         name = entry.keras_hub_name()
         if name is None or (part != "encoder" and part not in heads):
+            continue
+        if entry.original_name not in weights.values:  # the absent pooler
+            assigned.add(name)
             continue
         variable = variables[name]
         variable.assign(checkpoints.to_keras_hub_layout(
@@ -418,8 +435,11 @@ def build_bert_tf_model(weights):
                         "both MLM and NSP heads, a classifier neither)",
                         type(model).__name__, ", ".join(dropped), weights.source)
     missing = checkpoints.set_model_weights(model, weights)
-    if missing:  # cannot happen: the model was chosen from the heads present
+    if set(missing) - set(checkpoints.POOLER_NAMES):  # the model was chosen from the heads present
         raise ValueError(f"{weights.source}: no value for {', '.join(missing)}")
+    if missing:
+        logging.warning("%s has no pooler; a bert_tf %s needs one: written with its fresh "
+                        "initial values", weights.source, type(model).__name__)
     return model, heads, dropped
 
 
@@ -480,7 +500,7 @@ def main(argv):
         convert(FLAGS.init_checkpoint, FLAGS.output_dir, FLAGS.to,
                 classifier_kind=FLAGS.classifier_kind, vocab_file=FLAGS.vocab_file,
                 do_lower_case=FLAGS.do_lower_case)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # user-facing: one line, the traceback adds nothing
         _fail(str(e))
 
 
