@@ -103,9 +103,7 @@ def convert(init_checkpoint, output_dir, to, classifier_kind=None, vocab_file=No
     if not output_dir:
         raise ValueError("--output_dir: required (the folder to create)")
     output_dir = os.path.abspath(os.path.expanduser(os.fspath(output_dir)))
-    if os.path.exists(output_dir) and (not os.path.isdir(output_dir) or os.listdir(output_dir)):
-        raise ValueError(f"--output_dir: {output_dir} already exists and is not an empty folder; "
-                         "expected a new folder")
+    _check_new_folder(output_dir)
     if vocab_file is not None and not os.path.isfile(vocab_file):
         raise ValueError(f"--vocab_file: {vocab_file} is not a file; expected a vocab.txt")
     if classifier_kind is not None and classifier_kind not in checkpoints.CLASSIFIER_KINDS:
@@ -146,6 +144,7 @@ def write_weights(weights, output_dir, to, extra_files=()) -> ConversionResult:
     if to not in FORMATS:
         raise ValueError(f"--to: expected one of {', '.join(FORMATS)}, got {to!r}")
     output_dir = os.path.abspath(os.path.expanduser(os.fspath(output_dir)))
+    _check_new_folder(output_dir)
     if weights.vocab_file is None:
         logging.warning("%s: no vocab.txt found beside the source (pass --vocab_file); the output "
                         "has no vocabulary", weights.source)
@@ -178,6 +177,12 @@ def write_weights(weights, output_dir, to, extra_files=()) -> ConversionResult:
         f"; not carried: {', '.join(result.dropped)}" if result.dropped else "",
     )
     return result
+
+
+def _check_new_folder(output_dir):
+    if os.path.exists(output_dir) and (not os.path.isdir(output_dir) or os.listdir(output_dir)):
+        raise ValueError(f"--output_dir: {output_dir} already exists and is not an empty folder; "
+                         "expected a new folder")
 
 
 def _missing_ancestors(directory):
