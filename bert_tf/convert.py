@@ -41,7 +41,7 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 from absl import app, flags, logging
