@@ -18,7 +18,13 @@ Supported inputs of `load_checkpoint` / `read_config` / `find_vocab_and_casing`:
     with safetensors' NumPy API (no torch); BertModel files (no `bert.` prefix),
     BertForPreTraining / BertForMaskedLM / BertFor{Sequence,Token}Classification names;
   * a bert_tf TF2 object-based checkpoint written with `tf.train.Checkpoint` (a `ckpt-N`
-    prefix or the directory with its `checkpoint` file), whatever the root name of the model.
+    prefix or the directory with its `checkpoint` file), whatever the root name of the model;
+  * a keras-hub preset folder (`config.json` naming a BertBackbone, `model.weights.h5`, and for
+    tasks `task.json` + `task.weights.h5`), read with keras-hub itself.
+
+`read_weights` reads any of them into a `BertWeights` (config, vocabulary, casing and every
+table value in the original layout) without building a model for it; `bert_tf.convert` writes
+a `BertWeights` to every format.
 """
 
 import dataclasses
@@ -42,6 +48,10 @@ __all__ = [
     "read_config",
     "find_vocab_and_casing",
     "checkpoint_format",
+    "BertWeights",
+    "read_weights",
+    "weights_of_model",
+    "write_original_checkpoint",
 ]
 
 
@@ -60,7 +70,14 @@ class NameMapping:
       other path names a head, and the entry only applies to models that have that head.
     hf: Hugging Face names, preferred first. Encoder names are given without the `bert.` prefix
       that task-model files add (the prefix is detected per file); head names are absolute.
-    model_transposed / hf_transposed: that format holds the transpose of the original layout.
+    keras_hub: variable path in a keras-hub BertBackbone / BertMaskedLM / BertTextClassifier
+      (`Variable.path`), or None when keras-hub has no such weight (the NSP head).
+    model_transposed / hf_transposed / keras_hub_transposed: that format holds the transpose of
+      the original layout.
+    keras_hub_heads: keras-hub's attention kernels are split per head: "output" when the output
+      axis is split ([H, heads, head_size] for an original [H, H] query/key/value kernel, and
+      [heads, head_size] for its bias), "input" when the input axis is ([heads, head_size, H]
+      for the attention output kernel).
     """
 
     original: str
@@ -68,6 +85,9 @@ class NameMapping:
     hf: Tuple[str, ...]
     model_transposed: bool = False
     hf_transposed: bool = False
+    keras_hub: Optional[str] = None
+    keras_hub_transposed: bool = False
+    keras_hub_heads: str = ""
 
     @property
     def part(self):
@@ -75,23 +95,28 @@ class NameMapping:
         return self.model.split(".", 1)[0]
 
 
-def _dense(original, model, hf, **kwargs):
+def _dense(original, model, hf, keras_hub, keras_hub_heads=""):
     """Kernel and bias of a dense layer (Keras and TF1 kernels [in, out]; HF weight [out, in])."""
     return (
-        NameMapping(f"{original}/kernel", f"{model}.kernel", (f"{hf}.weight",), hf_transposed=True, **kwargs),
-        NameMapping(f"{original}/bias", f"{model}.bias", (f"{hf}.bias",)),
+        NameMapping(f"{original}/kernel", f"{model}.kernel", (f"{hf}.weight",), hf_transposed=True,
+                    keras_hub=f"{keras_hub}/kernel", keras_hub_heads=keras_hub_heads),
+        NameMapping(f"{original}/bias", f"{model}.bias", (f"{hf}.bias",), keras_hub=f"{keras_hub}/bias",
+                    keras_hub_heads="output" if keras_hub_heads == "output" else ""),
     )
 
 
-def _layer_norm(original, model, hf):
+def _layer_norm(original, model, hf, keras_hub):
     """LayerNorm scale and offset; older Hugging Face files call them gamma/beta."""
     return (
-        NameMapping(f"{original}/gamma", f"{model}.gamma", (f"{hf}.weight", f"{hf}.gamma")),
-        NameMapping(f"{original}/beta", f"{model}.beta", (f"{hf}.bias", f"{hf}.beta")),
+        NameMapping(f"{original}/gamma", f"{model}.gamma", (f"{hf}.weight", f"{hf}.gamma"),
+                    keras_hub=f"{keras_hub}/gamma"),
+        NameMapping(f"{original}/beta", f"{model}.beta", (f"{hf}.bias", f"{hf}.beta"),
+                    keras_hub=f"{keras_hub}/beta"),
     )
 
 
 _LAYER = "encoder.transformer_layers[{i}]"
+_KH_LAYER = "transformer_layer_{i}"
 
 NAME_TABLE: Tuple[NameMapping, ...] = (
     # ---- embeddings
@@ -99,78 +124,98 @@ NAME_TABLE: Tuple[NameMapping, ...] = (
         "bert/embeddings/word_embeddings",
         "encoder.embeddings.word_embeddings.embeddings",
         ("embeddings.word_embeddings.weight",),
+        keras_hub="token_embedding/embeddings",
     ),
     NameMapping(
         "bert/embeddings/token_type_embeddings",
         "encoder.embeddings.token_type_embeddings.embeddings",
         ("embeddings.token_type_embeddings.weight",),
+        keras_hub="segment_embedding/embeddings",
     ),
     NameMapping(
         "bert/embeddings/position_embeddings",
         "encoder.embeddings.position_embeddings.embeddings",
         ("embeddings.position_embeddings.weight",),
+        keras_hub="position_embedding/embeddings",
     ),
-    *_layer_norm("bert/embeddings/LayerNorm", "encoder.embeddings.layer_norm", "embeddings.LayerNorm"),
+    *_layer_norm("bert/embeddings/LayerNorm", "encoder.embeddings.layer_norm", "embeddings.LayerNorm",
+                "embeddings_layer_norm"),
     # ---- transformer layers
     *_dense(
         "bert/encoder/layer_{i}/attention/self/query",
         f"{_LAYER}.attention.query",
         "encoder.layer.{i}.attention.self.query",
+        f"{_KH_LAYER}/self_attention_layer/query",
+        keras_hub_heads="output",
     ),
     *_dense(
         "bert/encoder/layer_{i}/attention/self/key",
         f"{_LAYER}.attention.key",
         "encoder.layer.{i}.attention.self.key",
+        f"{_KH_LAYER}/self_attention_layer/key",
+        keras_hub_heads="output",
     ),
     *_dense(
         "bert/encoder/layer_{i}/attention/self/value",
         f"{_LAYER}.attention.value",
         "encoder.layer.{i}.attention.self.value",
+        f"{_KH_LAYER}/self_attention_layer/value",
+        keras_hub_heads="output",
     ),
     *_dense(
         "bert/encoder/layer_{i}/attention/output/dense",
         f"{_LAYER}.attention.output_dense",
         "encoder.layer.{i}.attention.output.dense",
+        f"{_KH_LAYER}/self_attention_layer/attention_output",
+        keras_hub_heads="input",
     ),
     *_layer_norm(
         "bert/encoder/layer_{i}/attention/output/LayerNorm",
         f"{_LAYER}.attention_layer_norm",
         "encoder.layer.{i}.attention.output.LayerNorm",
+        f"{_KH_LAYER}/self_attention_layer_norm",
     ),
     *_dense(
         "bert/encoder/layer_{i}/intermediate/dense",
         f"{_LAYER}.intermediate",
         "encoder.layer.{i}.intermediate.dense",
+        f"{_KH_LAYER}/feedforward_intermediate_dense",
     ),
     *_dense(
         "bert/encoder/layer_{i}/output/dense",
         f"{_LAYER}.output_dense",
         "encoder.layer.{i}.output.dense",
+        f"{_KH_LAYER}/feedforward_output_dense",
     ),
     *_layer_norm(
         "bert/encoder/layer_{i}/output/LayerNorm",
         f"{_LAYER}.output_layer_norm",
         "encoder.layer.{i}.output.LayerNorm",
+        f"{_KH_LAYER}/feedforward_layer_norm",
     ),
     # ---- pooler
-    *_dense("bert/pooler/dense", "encoder.pooler", "pooler.dense"),
+    *_dense("bert/pooler/dense", "encoder.pooler", "pooler.dense", "pooled_dense"),
     # ---- masked LM head (its decoder is tied to the word embeddings: no variable of its own)
     *_dense(
         "cls/predictions/transform/dense",
         "masked_lm_head.transform",
         "cls.predictions.transform.dense",
+        "mlm_head/intermediate_dense",
     ),
     *_layer_norm(
         "cls/predictions/transform/LayerNorm",
         "masked_lm_head.layer_norm",
         "cls.predictions.transform.LayerNorm",
+        "mlm_head/intermediate_layer_norm",
     ),
     NameMapping(
         "cls/predictions/output_bias",
         "masked_lm_head.output_bias",
         ("cls.predictions.bias", "cls.predictions.decoder.bias"),
+        keras_hub="mlm_head/output_bias",
     ),
-    # ---- next sentence head: [2, H] ([out, in]) in all three formats
+    # ---- next sentence head: [2, H] ([out, in]) in the three formats that have it (keras-hub
+    # has no next-sentence head)
     NameMapping(
         "cls/seq_relationship/output_weights",
         "next_sentence_head.output_weights",
@@ -178,9 +223,11 @@ NAME_TABLE: Tuple[NameMapping, ...] = (
     ),
     NameMapping("cls/seq_relationship/output_bias", "next_sentence_head.output_bias", ("cls.seq_relationship.bias",)),
     # ---- run_classifier's head: top-level names, [num_labels, H]; bert_tf's Dense kernel is
-    # [H, num_labels]. Hugging Face's sequence and token classifiers both use `classifier`.
-    NameMapping("output_weights", "classifier.kernel", ("classifier.weight",), model_transposed=True),
-    NameMapping("output_bias", "classifier.bias", ("classifier.bias",)),
+    # [H, num_labels]. Hugging Face's sequence and token classifiers both use `classifier`;
+    # keras-hub's BertTextClassifier (sequence classification only) names its Dense `logits`.
+    NameMapping("output_weights", "classifier.kernel", ("classifier.weight",), model_transposed=True,
+                keras_hub="logits/kernel", keras_hub_transposed=True),
+    NameMapping("output_bias", "classifier.bias", ("classifier.bias",), keras_hub="logits/bias"),
 )
 
 
@@ -201,6 +248,10 @@ class _Bound:
 
     def hf_names(self):
         return [name.format(i=self.layer) for name in self.mapping.hf]
+
+    def keras_hub_name(self):
+        keras_hub = self.mapping.keras_hub
+        return None if keras_hub is None else keras_hub.format(i=self.layer)
 
     def model_shape_in_original_layout(self):
         shape = tuple(int(d) for d in self.variable.shape)
@@ -269,13 +320,16 @@ def _bind(model) -> List[_Bound]:
 ORIGINAL = "original_tf1"
 HUGGING_FACE = "hugging_face"
 TF2 = "bert_tf_tf2"
+KERAS_HUB = "keras_hub"
 
 _HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 _EXPECTED = (
     "expected an original TF1 checkpoint prefix (e.g. .../bert_model.ckpt, beside its .index and "
     ".data-* files) or the directory holding it, a Hugging Face BERT directory (config.json + "
-    "model.safetensors), or a bert_tf TF2 checkpoint (ckpt-N prefix or its directory)"
+    "model.safetensors), a keras-hub preset directory (config.json + model.weights.h5), or a "
+    "bert_tf TF2 checkpoint (ckpt-N prefix or its directory)"
 )
+_KERAS_HUB_WEIGHT_FILES = ("model.weights.h5", "model.weights.json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,6 +361,16 @@ def _is_hugging_face_dir(directory):
     )
 
 
+def _is_keras_hub_dir(directory):
+    """A keras-hub preset: a Keras-serialized config.json (it has `registered_name`) and weights."""
+    config_file = os.path.join(directory, "config.json")
+    if not (os.path.isfile(config_file)
+            and any(os.path.isfile(os.path.join(directory, f)) for f in _KERAS_HUB_WEIGHT_FILES)):
+        return False
+    config = _read_json(config_file)
+    return isinstance(config, dict) and "registered_name" in config
+
+
 def _prefix_in_directory(directory):
     """The checkpoint prefix a directory holds: `checkpoint` index file first, else `*.index`."""
     import tensorflow as tf
@@ -331,6 +395,8 @@ def _prefix_in_directory(directory):
 def _locate(path) -> _Location:
     path = os.path.expanduser(os.fspath(path))
     if os.path.isdir(path):
+        if _is_keras_hub_dir(path):
+            return _Location(KERAS_HUB, path, path)
         if _is_hugging_face_dir(path):
             if not any(os.path.isfile(os.path.join(path, f)) for f in _HF_WEIGHT_FILES):
                 _refuse_pickle(os.path.join(path, "pytorch_model.bin"))
@@ -342,7 +408,7 @@ def _locate(path) -> _Location:
         base = os.path.basename(path)
         if base == "pytorch_model.bin":
             _refuse_pickle(path)
-        if base in _HF_WEIGHT_FILES or base == "config.json":
+        if base in _HF_WEIGHT_FILES + _KERAS_HUB_WEIGHT_FILES + ("config.json",):
             return _locate(os.path.dirname(path) or ".")
         prefix = re.sub(r"(\.index|\.data-\d+-of-\d+)$", "", path)
         if not os.path.isfile(prefix + ".index"):
@@ -358,7 +424,7 @@ def _locate(path) -> _Location:
 
 
 def checkpoint_format(path):
-    """`original_tf1`, `hugging_face` or `bert_tf_tf2`; ValueError when it is none of them."""
+    """`original_tf1`, `hugging_face`, `keras_hub` or `bert_tf_tf2`; ValueError when it is none."""
     return _locate(path).format
 
 
@@ -465,6 +531,11 @@ class _TF2Reader:
         self._name_of, parent_top = self._breadth_first_names()
 
         paths_of = self._variable_paths(model)
+        if getattr(model, "encoder", None) is not None:
+            # A checkpoint of a bare BertEncoder (bert-convert writes one for a model without
+            # heads) also fills the encoder of a task model: match paths below `encoder` too.
+            for paths in paths_of.values():
+                paths.extend([path[1:] for path in paths if path[:1] == ("encoder",)])
         self._paths_of = paths_of
 
         def matches(root):
@@ -556,6 +627,180 @@ class _TF2Reader:
         return "seed_generator" in name
 
 
+class _KerasHubReader:
+    """keras-hub preset folders, loaded with keras-hub itself (backbone, and task when present).
+
+    Variables are found by their keras-hub `Variable.path`; attention kernels and biases,
+    which keras-hub splits per head, are flattened back to the original 2-D / 1-D layout.
+    """
+
+    description = "keras-hub preset"
+
+    def __init__(self, location):
+        self._values = _keras_hub_values(location.path)
+        self.names = sorted(self._values)
+
+    def find(self, bound: _Bound):
+        name = bound.keras_hub_name()
+        if name is None or name not in self._values:
+            return None
+        return name, _from_keras_hub_layout(bound.mapping, self._values[name])
+
+    @staticmethod
+    def ignored(name):
+        return "seed_generator" in name
+
+
+def _from_keras_hub_layout(mapping, value):
+    value = np.asarray(value)
+    if mapping.keras_hub_heads == "output":
+        value = value.reshape(value.shape[0], -1) if value.ndim == 3 else value.reshape(-1)
+    elif mapping.keras_hub_heads == "input":
+        value = value.reshape(-1, value.shape[-1])
+    return value.T if mapping.keras_hub_transposed else value
+
+
+def to_keras_hub_layout(mapping, value, shape):
+    """A table value (original layout) in the layout of keras-hub's variable of `shape`."""
+    value = np.asarray(value)
+    if mapping.keras_hub_transposed:
+        value = value.T
+    return value.reshape(shape)
+
+
+_KERAS_HUB_CLASSES = {}
+
+
+def keras_hub_classes():
+    """keras-hub BERT classes that also honour `hidden_act`, registered with Keras once.
+
+    keras-hub's BertBackbone always computes the tanh GELU, and BertMaskedLM's head the erf
+    GELU with LayerNorm epsilon 1e-5. A preset of a model with another activation (e.g. the
+    erf GELU of Hugging Face's "gelu"), or with an MLM head, names these subclasses, registered as `bert_tf>BertBackbone`, `bert_tf>BertMaskedLM`
+    and `bert_tf>BertTextClassifier`, and records `hidden_act` (bert_tf's names) in the
+    backbone's config; keras-hub's own `from_preset` loads them once this function has run
+    (`import bert_tf.convert` runs it).
+
+    Returns: dict with keys "backbone", "masked_lm", "text_classifier".
+    """
+    if _KERAS_HUB_CLASSES:
+        return _KERAS_HUB_CLASSES
+    import keras
+    import keras_hub
+
+    from bert_tf.layers.activations import get_activation
+
+    @keras.saving.register_keras_serializable(package="bert_tf", name="BertBackbone")
+    class BertBackboneWithActivation(keras_hub.models.BertBackbone):
+        """keras-hub's BertBackbone with the feed-forward activation of `hidden_act`."""
+
+        def __init__(self, *args, hidden_act="gelu", **kwargs):
+            super().__init__(*args, **kwargs)
+            self.hidden_act = hidden_act
+            activation = get_activation(hidden_act)
+            # The functional graph calls each layer again at run time, so replacing the
+            # activation of the already-built Dense changes what the model computes.
+            for layer in self.transformer_layers:
+                layer.activation = activation
+                layer._feedforward_intermediate_dense.activation = activation
+
+        def get_config(self):
+            config = super().get_config()
+            config["hidden_act"] = self.hidden_act
+            return config
+
+    @keras.saving.register_keras_serializable(package="bert_tf", name="BertMaskedLM")
+    class BertMaskedLMWithActivation(keras_hub.models.BertMaskedLM):
+        """keras-hub's BertMaskedLM computing BERT's MLM transform: the backbone's activation
+        (keras-hub's head always uses the erf GELU) and LayerNorm epsilon 1e-12 (not 1e-5)."""
+
+        backbone_cls = BertBackboneWithActivation
+
+        def __init__(self, backbone, *args, **kwargs):
+            super().__init__(backbone, *args, **kwargs)
+            activation = get_activation(getattr(backbone, "hidden_act", "gelu"))
+            head = self.masked_lm_head
+            head.intermediate_activation = activation
+            head._intermediate_dense.activation = activation
+            head.layer_norm_epsilon = 1e-12
+            head._intermediate_layer_norm.epsilon = 1e-12
+
+    @keras.saving.register_keras_serializable(package="bert_tf", name="BertTextClassifier")
+    class BertTextClassifierWithActivation(keras_hub.models.BertTextClassifier):
+        """keras-hub's BertTextClassifier on a BertBackboneWithActivation."""
+
+        backbone_cls = BertBackboneWithActivation
+
+    _KERAS_HUB_CLASSES.update(backbone=BertBackboneWithActivation, masked_lm=BertMaskedLMWithActivation,
+                              text_classifier=BertTextClassifierWithActivation)
+    return _KERAS_HUB_CLASSES
+
+
+def _keras_hub_preset(directory):
+    """(backbone config dict, task or backbone model) of a keras-hub BERT preset folder."""
+    import keras_hub
+    from keras_hub.src.utils import preset_utils
+
+    keras_hub_classes()  # so that presets naming bert_tf>BertBackbone & co. load
+    config_file = os.path.join(directory, "config.json")
+    config = _read_json(config_file)
+    try:
+        backbone_class = preset_utils.check_config_class(config)
+    except ValueError as e:
+        raise ValueError(f"{config_file}: {e}") from None
+    if not issubclass(backbone_class, keras_hub.models.BertBackbone):
+        raise ValueError(
+            f"{config_file}: names {config.get('registered_name')}, expected a keras-hub BertBackbone preset"
+        )
+    loader = preset_utils.get_preset_loader(directory)
+    task_file = os.path.join(directory, "task.json")
+    if os.path.isfile(task_file):
+        task_class = preset_utils.check_config_class(_read_json(task_file))
+        model = loader.load_task(task_class, load_weights=True, load_task_weights=True, preprocessor=None)
+    else:
+        model = loader.load_backbone(backbone_class, load_weights=True)
+    return config.get("config", {}), model
+
+
+def _keras_hub_values(directory):
+    _, model = _keras_hub_preset(directory)
+    return {variable.path: np.asarray(variable.numpy()) for variable in model.weights}
+
+
+def _keras_hub_config(directory):
+    from bert_tf.config import BertConfig
+
+    config_file = os.path.join(directory, "config.json")
+    values = _read_json(config_file).get("config", {})
+    try:
+        return BertConfig(
+            vocab_size=values["vocabulary_size"],
+            hidden_size=values["hidden_dim"],
+            num_hidden_layers=values["num_layers"],
+            num_attention_heads=values["num_heads"],
+            intermediate_size=values["intermediate_dim"],
+            hidden_act=values.get("hidden_act", "gelu"),
+            hidden_dropout_prob=values.get("dropout", 0.1),
+            attention_probs_dropout_prob=values.get("dropout", 0.1),
+            max_position_embeddings=values.get("max_sequence_length", 512),
+            type_vocab_size=values.get("num_segments", 2),
+        )
+    except KeyError as e:
+        raise ValueError(f"{config_file}: BertBackbone config lacks {e.args[0]!r}") from None
+
+
+def _keras_hub_tokenizer(directory):
+    """(vocabulary file or None, lowercase or None) of a keras-hub preset's BertTokenizer."""
+    vocab = os.path.join(directory, "assets", "tokenizer", "vocabulary.txt")
+    vocab = vocab if os.path.isfile(vocab) else None
+    lowercase = None
+    tokenizer_file = os.path.join(directory, "tokenizer.json")
+    if os.path.isfile(tokenizer_file):
+        value = (_read_json(tokenizer_file).get("config") or {}).get("lowercase")
+        lowercase = value if isinstance(value, bool) else None
+    return vocab, lowercase
+
+
 # =============================================================================================
 # Loading
 # =============================================================================================
@@ -592,6 +837,8 @@ def _open_reader(location, model):
         return _OriginalReader(location)
     if location.format == HUGGING_FACE:
         return _HuggingFaceReader(location)
+    if location.format == KERAS_HUB:
+        return _KerasHubReader(location)
     return _TF2Reader(location, model)
 
 
@@ -621,8 +868,8 @@ def load_checkpoint(model, path) -> LoadReport:
     Args:
       model: a bert_tf BertEncoder, BertPretrainer, BertClassifier or BertTokenClassifier
         (built: its variables exist).
-      path: original TF1 checkpoint prefix or directory, Hugging Face directory, or bert_tf TF2
-        checkpoint prefix or directory.
+      path: original TF1 checkpoint prefix or directory, Hugging Face directory, keras-hub
+        preset directory, or bert_tf TF2 checkpoint prefix or directory.
 
     Returns:
       A LoadReport.
@@ -738,24 +985,32 @@ def save_original_checkpoint(model, prefix, config=None):
     Returns:
       The prefix written.
     """
-    import tensorflow as tf
-
     _ensure_built(model)
     config = config if config is not None else _model_config(model)
     if config is None:
         raise ValueError(
             "save_original_checkpoint: the model has no `config` attribute; pass config=BertConfig(...)"
         )
+    values = {}
+    for entry in _bind(model):
+        value = np.asarray(entry.variable.numpy() if hasattr(entry.variable, "numpy") else entry.variable)
+        values[entry.original_name] = value.T if entry.mapping.model_transposed else value
+    return _write_original(values, config, prefix)
+
+
+def write_original_checkpoint(weights, prefix):
+    """Writes a `BertWeights` as an original TF1 checkpoint (`prefix.*` + bert_config.json)."""
+    return _write_original(weights.values, weights.config, prefix)
+
+
+def _write_original(values, config, prefix):
+    import tensorflow as tf
+
     prefix = os.path.abspath(os.path.expanduser(os.fspath(prefix)))
     directory = os.path.dirname(prefix)
     os.makedirs(directory, exist_ok=True)
-
-    names, tensors = [], []
-    for entry in _bind(model):
-        value = np.asarray(entry.variable.numpy() if hasattr(entry.variable, "numpy") else entry.variable)
-        value = value.astype(np.float32)
-        names.append(entry.original_name)
-        tensors.append(tf.constant(value.T if entry.mapping.model_transposed else value))
+    names = list(values)
+    tensors = [tf.constant(np.asarray(values[name], dtype=np.float32)) for name in names]
 
     config_dict = {key: value for key, value in config.to_dict().items() if key in config.field_names()}
     if config_dict["hidden_act"] not in _ORIGINAL_ACTIVATIONS:
@@ -790,6 +1045,222 @@ def save_original_checkpoint(model, prefix, config=None):
 
 
 # =============================================================================================
+# Model-free weights: what bert-convert carries between formats
+# =============================================================================================
+
+HEADS = ("masked_lm_head", "next_sentence_head", "classifier")
+CLASSIFIER_KINDS = ("sequence", "token")
+
+
+@dataclasses.dataclass
+class BertWeights:
+    """A BERT checkpoint independent of its format.
+
+    config: the BertConfig (bert_tf activation names).
+    values: original TF1 variable name -> float32 array in the original layout; the whole
+      encoder, plus each head of HEADS that the source had completely.
+    vocab_file, do_lower_case: the vocabulary and casing found beside the source (or None).
+    classifier_kind: "sequence" or "token" when `values` has the classifier (`output_weights`).
+    """
+
+    config: object
+    values: dict
+    vocab_file: Optional[str] = None
+    do_lower_case: Optional[bool] = None
+    classifier_kind: Optional[str] = None
+    source: str = ""
+    source_format: str = ""
+
+    @property
+    def heads(self):
+        """The heads of HEADS present, in that order."""
+        present = {m.part for m in NAME_TABLE if m.original.format(i=0) in self.values}
+        return tuple(head for head in HEADS if head in present)
+
+    @property
+    def has_pooler(self):
+        return all(name in self.values for name in POOLER_NAMES)
+
+    @property
+    def num_labels(self):
+        return int(self.values["output_bias"].shape[0]) if "output_bias" in self.values else None
+
+
+def _entries(config):
+    """Every table entry for `config`, as model-free _Bound objects (no variable)."""
+    for mapping in NAME_TABLE:
+        layers = range(config.num_hidden_layers) if "{i}" in mapping.original else [None]
+        for i in layers:
+            yield _Bound(mapping, i, mapping.original.format(i=i), mapping.model.format(i=i), None)
+
+
+def read_weights(path, classifier_kind=None) -> BertWeights:
+    """Reads the checkpoint at `path` (any format `load_checkpoint` accepts) into a BertWeights.
+
+    A head is kept only when every one of its variables is present; a partial head, and any
+    checkpoint variable that belongs to no table entry, is named in a warning.
+
+    Args:
+      path: original TF1 prefix or directory, Hugging Face directory, keras-hub preset
+        directory, or bert_tf TF2 checkpoint prefix or directory.
+      classifier_kind: "sequence" or "token" for a classifier head; None to take it from the
+        source where it says (Hugging Face `architectures`, keras-hub's task) and otherwise
+        assume "sequence" (original and bert_tf checkpoints do not record it).
+
+    Raises:
+      ValueError: unrecognised path, missing config, or an encoder variable the checkpoint lacks.
+    """
+    if classifier_kind is not None and classifier_kind not in CLASSIFIER_KINDS:
+        raise ValueError(f"classifier_kind must be one of {CLASSIFIER_KINDS}, got {classifier_kind!r}")
+    location = _locate(path)
+    config = _read_config(location)
+    values = {}
+    if location.format == TF2:
+        unused = _read_tf2_values(location, config, values)
+    else:
+        reader = _open_reader(location, None)
+        consumed = set()
+        for entry in _entries(config):
+            found = reader.find(entry)
+            if found is not None:
+                consumed.add(found[0])
+                values[entry.original_name] = np.asarray(found[1], dtype=np.float32)
+        unused = [n for n in reader.names if n not in consumed and not reader.ignored(n)]
+    _check_complete(values, config, location.path, unused)
+
+    vocab_file, do_lower_case = find_vocab_and_casing(location.path)
+    weights = BertWeights(
+        config=config,
+        values=values,
+        vocab_file=vocab_file,
+        do_lower_case=do_lower_case,
+        source=location.path,
+        source_format=location.format,
+    )
+    if "classifier" in weights.heads:
+        weights.classifier_kind = classifier_kind or _recorded_classifier_kind(location) or "sequence"
+    return weights
+
+
+def _read_tf2_values(location, config, values):
+    """Fills `values` from a bert_tf TF2 checkpoint; returns the checkpoint names left unused.
+
+    The object graph is matched against a BertPretrainer (encoder, MLM and NSP heads) and a
+    BertClassifier (its classifier head, whatever the number of labels).
+    """
+    from bert_tf.models import BertClassifier, BertEncoder, BertPretrainer
+
+    used = set()
+    names = set()
+    candidates = (
+        (lambda: BertPretrainer(config), None),
+        (lambda: BertEncoder(config), ("encoder",)),  # a checkpoint of a bare encoder
+        (lambda: BertClassifier(config, num_labels=1), ("classifier",)),
+    )
+    for build, parts in candidates:
+        if parts == ("encoder",) and "bert/embeddings/word_embeddings" in values:
+            continue
+        model = build()
+        reader = _TF2Reader(location, model)
+        names.update(n for n in reader.names if not reader.ignored(n))
+        for entry in _bind(model):
+            if parts is not None and entry.mapping.part not in parts:
+                continue
+            found = reader.find(entry)
+            if found is not None:
+                used.add(found[0])
+                values[entry.original_name] = np.asarray(found[1], dtype=np.float32)
+    return sorted(names - used)
+
+
+POOLER_NAMES = ("bert/pooler/dense/kernel", "bert/pooler/dense/bias")
+
+
+def _check_complete(values, config, path, unused):
+    entries = list(_entries(config))
+    missing_encoder = [e.original_name for e in entries
+                       if e.mapping.part == "encoder" and e.original_name not in values]
+    if missing_encoder and set(missing_encoder) <= set(POOLER_NAMES):
+        # transformers' BertForMaskedLM / BertForTokenClassification have no pooler.
+        logging.warning("%s: the checkpoint has no pooler (e.g. a Hugging Face BertForMaskedLM or "
+                        "BertForTokenClassification file): it is not converted", path)
+        for name in missing_encoder:
+            values.pop(name, None)
+        missing_encoder = []
+    if missing_encoder:
+        raise ValueError(
+            f"{path}: the checkpoint lacks {len(missing_encoder)} encoder variables "
+            f"(e.g. {', '.join(missing_encoder[:3])}); expected a complete BERT encoder"
+        )
+    for head in HEADS:
+        names = [e.original_name for e in entries if e.mapping.part == head]
+        present = [n for n in names if n in values]
+        if present and len(present) != len(names):
+            logging.warning(
+                "%s: head %s is incomplete (has %s, lacks %s): not converted",
+                path, head, ", ".join(present),
+                ", ".join(n for n in names if n not in values),
+            )
+            for name in present:
+                del values[name]
+    if unused:
+        logging.warning(
+            "%s: %d checkpoint variables belong to no BERT weight bert_tf knows and are not "
+            "converted: %s", path, len(unused), ", ".join(unused[:10]) + (" ..." if len(unused) > 10 else ""),
+        )
+
+
+def _recorded_classifier_kind(location):
+    if location.format == KERAS_HUB:
+        return "sequence"  # keras-hub's BERT classifier task is BertTextClassifier
+    if location.format == HUGGING_FACE:
+        architectures = _read_json(os.path.join(location.directory, "config.json")).get("architectures") or []
+        if any("TokenClassification" in a for a in architectures):
+            return "token"
+        if any("SequenceClassification" in a for a in architectures):
+            return "sequence"
+    return None
+
+
+def weights_of_model(model, vocab_file=None, do_lower_case=None) -> BertWeights:
+    """The BertWeights of a built bert_tf model (its config and every variable it has)."""
+    from bert_tf.models import BertTokenClassifier
+
+    _ensure_built(model)
+    config = _model_config(model)
+    if config is None:
+        raise ValueError(f"{type(model).__name__} has no `config`: expected a bert_tf model")
+    values = {}
+    for entry in _bind(model):
+        value = np.asarray(entry.variable.numpy(), dtype=np.float32)
+        values[entry.original_name] = value.T if entry.mapping.model_transposed else value
+    weights = BertWeights(config=config, values=values, vocab_file=vocab_file,
+                          do_lower_case=do_lower_case, source=type(model).__name__, source_format="model")
+    if "classifier" in weights.heads:
+        weights.classifier_kind = "token" if isinstance(model, BertTokenClassifier) else "sequence"
+    return weights
+
+
+def set_model_weights(model, weights: BertWeights):
+    """Assigns every variable of `model` from `weights` (shapes checked first); returns the
+    original names of the model's variables that `weights` has no value for."""
+    _ensure_built(model)
+    assignments, missing = [], []
+    for entry in _bind(model):
+        if entry.original_name not in weights.values:
+            missing.append(entry.original_name)
+            continue
+        value = weights.values[entry.original_name]
+        if tuple(value.shape) != entry.model_shape_in_original_layout():
+            raise _shape_error(entry, entry.original_name, value.shape,
+                               entry.model_shape_in_original_layout(), weights.source)
+        assignments.append((entry, value.T if entry.mapping.model_transposed else value))
+    for entry, value in assignments:
+        entry.variable.assign(np.asarray(value).astype(_numpy_dtype(entry.variable)))
+    return missing
+
+
+# =============================================================================================
 # Config, vocabulary and casing from a checkpoint path
 # =============================================================================================
 
@@ -807,6 +1278,8 @@ def read_config(path):
 def _read_config(location):
     from bert_tf.config import BertConfig
 
+    if location.format == KERAS_HUB:
+        return _keras_hub_config(location.directory)
     if location.format == HUGGING_FACE:
         # A Hugging Face folder's config.json means HF semantics ("gelu" = erf) even when it
         # lacks the HF-only keys that auto-detection looks for.
@@ -855,6 +1328,10 @@ def find_vocab_and_casing(path):
     directory = checkpoint_directory(path)
     vocab = os.path.join(directory, "vocab.txt")
     vocab = vocab if os.path.isfile(vocab) else None
+    if vocab is None and _is_keras_hub_dir(directory):
+        vocab, do_lower_case = _keras_hub_tokenizer(directory)
+        if do_lower_case is not None:
+            return vocab, do_lower_case
 
     do_lower_case = None
     tokenizer_config = os.path.join(directory, "tokenizer_config.json")

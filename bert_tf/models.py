@@ -270,6 +270,23 @@ class _BertWithClassifierHead(_BertModel):
     def _head_features(self, inputs, outputs):
         return outputs[self._head_input]
 
+    # Keras-native training: `compile(loss=...)` + `fit` train the task output. The model still
+    # returns its dict of outputs (predict, serving); when the labels are one tensor rather than
+    # a dict keyed by output name, the loss and metrics see only `task_output`.
+    task_output = "logits"
+
+    def _outputs_for_labels(self, y, y_pred):
+        if isinstance(y_pred, dict) and not isinstance(y, dict):
+            return y_pred[self.task_output]
+        return y_pred
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return super().compute_loss(x=x, y=y, y_pred=self._outputs_for_labels(y, y_pred),
+                                    sample_weight=sample_weight, training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y, self._outputs_for_labels(y, y_pred), sample_weight=sample_weight)
+
     def get_config(self):
         config = super().get_config()
         config.update(num_labels=self.num_labels, classifier_dropout=self.classifier_dropout)

@@ -413,3 +413,81 @@ def create_optimizer(
     if optimizer_type == "lamb":
         return Lamb(schedule, **common)
     raise ValueError(f"optimizer_type must be 'adamw' or 'lamb', got {optimizer_type!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The same update as a Keras optimizer, for `model.compile` / `model.fit`
+# ---------------------------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class KerasAdamWeightDecay(keras.optimizers.Optimizer):
+    """The original AdamWeightDecay as a `keras.optimizers.Optimizer`, for `compile`/`fit`.
+
+    Same arithmetic as `AdamWeightDecay` (no bias correction, decoupled weight decay skipped
+    for paths containing LayerNorm / layer_norm / bias, global-norm clipping at 1.0, the rate of
+    an update taken at the step before it). One difference, which is why the custom training
+    loop keeps its own class: under a multi-replica `tf.distribute` strategy Keras clips each
+    replica's gradient before the cross-replica sum, the original clips the summed gradient.
+    On one device the two are identical.
+    """
+
+    def __init__(self, learning_rate, weight_decay_rate=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-6,
+                 exclude_from_weight_decay=DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY, global_clipnorm=1.0,
+                 name="adam_weight_decay", **kwargs):
+        super().__init__(learning_rate=learning_rate, global_clipnorm=global_clipnorm, name=name, **kwargs)
+        self.weight_decay_rate = float(weight_decay_rate)
+        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.exclude_from_weight_decay = tuple(exclude_from_weight_decay or ())
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._m = [self.add_variable_from_reference(v, "adam_m") for v in var_list]
+        self._v = [self.add_variable_from_reference(v, "adam_v") for v in var_list]
+
+    def uses_weight_decay(self, variable):
+        if self.weight_decay_rate == 0.0:
+            return False
+        path = variable_path(variable)
+        return not any(re.search(pattern, path) for pattern in self.exclude_from_weight_decay)
+
+    def update_step(self, gradient, variable, learning_rate):
+        from keras import ops
+
+        index = self._get_variable_index(variable)
+        m, v = self._m[index], self._v[index]
+        gradient = ops.cast(gradient, variable.dtype)
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * gradient)
+        self.assign(v, self.beta_2 * v + (1.0 - self.beta_2) * ops.square(gradient))
+        update = m / (ops.sqrt(v) + self.epsilon)
+        if self.uses_weight_decay(variable):
+            update = update + self.weight_decay_rate * variable
+        self.assign_sub(variable, learning_rate * update)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            weight_decay_rate=self.weight_decay_rate,
+            beta_1=self.beta_1,
+            beta_2=self.beta_2,
+            epsilon=self.epsilon,
+            exclude_from_weight_decay=list(self.exclude_from_weight_decay),
+        )
+        return config
+
+
+def create_keras_optimizer(init_lr, num_train_steps, num_warmup_steps, weight_decay_rate=0.01,
+                           epsilon=1e-6, clip_norm=1.0,
+                           exclude_from_weight_decay=DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY):
+    """The original `create_optimizer` recipe as a Keras optimizer for `model.compile`:
+    `KerasAdamWeightDecay` on the `WarmupLinearDecay` schedule (counted in `fit` steps)."""
+    return KerasAdamWeightDecay(
+        WarmupLinearDecay(init_lr, num_train_steps, num_warmup_steps),
+        weight_decay_rate=weight_decay_rate,
+        epsilon=epsilon,
+        exclude_from_weight_decay=exclude_from_weight_decay,
+        global_clipnorm=clip_norm,
+    )

@@ -72,6 +72,12 @@ def is_punctuation(char):
     return unicodedata.category(char).startswith("P")
 
 
+# The original module's private names, for scripts written against it.
+_is_whitespace = is_whitespace
+_is_control = is_control
+_is_punctuation = is_punctuation
+
+
 def is_cjk_ideograph(cp):
     """True if code point `cp` is in one of the original's CJK ideograph ranges."""
     return any(low <= cp <= high for low, high in CJK_RANGES)
@@ -94,6 +100,14 @@ def convert_to_unicode(text):
     if isinstance(text, (bytes, bytearray)):
         return bytes(text).decode("utf-8", "ignore")
     raise TypeError(f"expected str or bytes, got {type(text).__name__}: {text!r:.80}")
+
+
+def printable_text(text):
+    """`text` as a `str` suitable for print or logging (bytes decoded as UTF-8, invalid dropped).
+
+    In Python 3 that is the same as `convert_to_unicode`; the original kept both names.
+    """
+    return convert_to_unicode(text)
 
 
 def _open_text(path):
@@ -144,6 +158,16 @@ def convert_by_vocab(vocab, items):
         except KeyError:
             raise KeyError(f"{item!r} is not in the vocabulary") from None
     return output
+
+
+def convert_tokens_to_ids(vocab, tokens):
+    """Tokens -> ids through `vocab` (token -> id), as the original module-level function."""
+    return convert_by_vocab(vocab, tokens)
+
+
+def convert_ids_to_tokens(inv_vocab, ids):
+    """Ids -> tokens through `inv_vocab` (id -> token), as the original module-level function."""
+    return convert_by_vocab(inv_vocab, ids)
 
 
 def whitespace_tokenize(text):
@@ -228,6 +252,92 @@ class BasicTokenizer:
             else:
                 words.extend(self._split_on_punctuation(word))
         return words
+
+    def tokenize_with_offsets(self, text):
+        """Like `tokenize`, with each word's characters traced back to `text`.
+
+        Returns a list of (word, spans): `spans[k]` is the (start, end) character range of
+        `convert_to_unicode(text)` that word character k came from. Lower-casing and accent
+        stripping can change a word's length; characters a normalisation adds keep the range of
+        the character they came from.
+        """
+        text = convert_to_unicode(text)
+        words = []
+        if self._never_split_re is None:
+            segments = [(0, text, False)]
+        else:
+            segments, position = [], 0
+            for match in self._never_split_re.finditer(text):
+                segments.append((position, text[position:match.start()], False))
+                segments.append((match.start(), match.group(0), True))
+                position = match.end()
+            segments.append((position, text[position:], False))
+        for start, segment, special in segments:
+            if special:
+                words.append((segment, [(start + k, start + k + 1) for k in range(len(segment))]))
+            elif segment:
+                words.extend(self._words_with_offsets(segment, start))
+        return words
+
+    def _words_with_offsets(self, text, base):
+        raw_words, current = [], []
+        for index, char in enumerate(text):
+            cleaned = char.translate(_CLEANING_TABLE)
+            if not cleaned:
+                continue
+            if cleaned.isspace() or _CJK_RE.fullmatch(cleaned):
+                if current:
+                    raw_words.append(current)
+                current = []
+                if not cleaned.isspace():
+                    raw_words.append([(cleaned, base + index)])
+                continue
+            current.append((cleaned, base + index))
+        if current:
+            raw_words.append(current)
+
+        words = []
+        for raw in raw_words:
+            word, spans = self._normalize_with_spans(raw)
+            if not word:
+                continue
+            piece, piece_spans = [], []
+            for char, span in zip(word, spans):
+                if _PUNCTUATION_MEMO[ord(char)]:
+                    if piece:
+                        words.append(("".join(piece), piece_spans))
+                        piece, piece_spans = [], []
+                    words.append((char, [span]))
+                else:
+                    piece.append(char)
+                    piece_spans.append(span)
+            if piece:
+                words.append(("".join(piece), piece_spans))
+        return words
+
+    def _normalize_with_spans(self, raw):
+        """(normalised word, one raw span per character) for a list of (char, index)."""
+        word = "".join(char for char, _ in raw)
+        if not self.do_lower_case:
+            return word, [(index, index + 1) for _, index in raw]
+        normalized = self._normalize(word)
+        chars, spans = [], []
+        for char, index in raw:
+            part = self._normalize(char)
+            chars.append(part)
+            spans.extend([(index, index + 1)] * len(part))
+        if len(spans) != len(normalized):
+            # Context-dependent lower-casing changed the length: the word's whole range.
+            whole = (raw[0][1], raw[-1][1] + 1)
+            spans = [whole] * len(normalized)
+        return normalized, spans
+
+    @staticmethod
+    def _normalize(word):
+        word = word.lower()
+        if not word.isascii():
+            word = unicodedata.normalize("NFD", word).translate(_DROP_NONSPACING_MARKS_TABLE)
+        return word
 
     @staticmethod
     def _split_on_punctuation(word):
@@ -332,6 +442,31 @@ class FullTokenizer:
             else:
                 pieces.extend(self.wordpiece_tokenizer.tokenize_word(word))
         return pieces
+
+    def tokenize_with_offsets(self, text):
+        """(tokens, offsets): the tokens of `tokenize(text)` and, for each, the (start, end)
+        character range of `convert_to_unicode(text)` it covers (end exclusive), e.g. for a
+        QA answer span or an NER entity. A `##` piece covers only its own characters; an
+        `[UNK]` word covers the whole word.
+        """
+        tokens, offsets = [], []
+        for word, spans in self.basic_tokenizer.tokenize_with_offsets(text):
+            if word in self.special_tokens:
+                pieces = (word,)
+            else:
+                pieces = self.wordpiece_tokenizer.tokenize_word(word)
+            if len(pieces) == 1 and (pieces[0] == word or pieces[0] == self.wordpiece_tokenizer.unk_token):
+                tokens.append(pieces[0])
+                offsets.append((spans[0][0], spans[-1][1]))
+                continue
+            position = 0
+            for piece in pieces:
+                length = len(piece) - (2 if position else 0)
+                covered = spans[position:position + length]
+                tokens.append(piece)
+                offsets.append((min(s for s, _ in covered), max(e for _, e in covered)))
+                position += length
+        return tokens, offsets
 
     def convert_tokens_to_ids(self, tokens):
         return convert_by_vocab(self.vocab, tokens)
