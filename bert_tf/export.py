@@ -319,10 +319,14 @@ def write_serving_model(export_dir: str, functions: ServingFunctions, warmup: bo
             archive.track(layer)
     text_signature = [tf.TensorSpec([None], tf.string, name=name)
                       for name in functions.text_inputs]
-    archive.add_endpoint("serving_default", functions.serve_text, input_signature=text_signature)
+    # serve_examples calls the traced serving_default instead of tracing the tokenizer again.
+    serve_text = tf.function(functions.serve_text, input_signature=text_signature,
+                             autograph=False)
+    archive.add_endpoint("serving_default", serve_text)
     archive.add_endpoint("serve_ids", lambda inputs: functions.serve_ids(inputs),
                          input_signature=[_id_signature()])
-    archive.add_endpoint("serve_examples", functions.serve_examples,
+    examples_functions = dataclasses.replace(functions, serve_text=serve_text)
+    archive.add_endpoint("serve_examples", examples_functions.serve_examples,
                          input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
 
     os.makedirs(export_dir, exist_ok=True)
@@ -688,7 +692,7 @@ class CheckpointSettings:
     kind: str
     vocab_file: Optional[str] = None
     do_lower_case: Optional[bool] = None
-    max_seq_length: int = 128
+    max_seq_length: Optional[int] = None  # None: 128, or max_position_embeddings if smaller
     label_list: Optional[Sequence[str]] = None
     pair: bool = False
     top_k: int = 5
@@ -719,7 +723,9 @@ def load_for_serving(settings: CheckpointSettings) -> ServingFunctions:
     do_lower_case = settings.do_lower_case
     if do_lower_case is None:
         do_lower_case = True if found_case is None else found_case
-    max_seq_length = int(settings.max_seq_length)
+    max_seq_length = settings.max_seq_length
+    if max_seq_length is None:
+        max_seq_length = min(128, config.max_position_embeddings)
     if not 3 <= max_seq_length <= config.max_position_embeddings:
         raise ValueError(f"--max_seq_length={max_seq_length}: expected 3 to the checkpoint's "
                          f"max_position_embeddings ({config.max_position_embeddings})")
@@ -782,8 +788,9 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser):
     parser.add_argument("--do_lower_case", default=None, type=_boolean,
                         help="true/false; default: the checkpoint's tokenizer_config.json or "
                              "folder name, else true")
-    parser.add_argument("--max_seq_length", type=int, default=128,
-                        help="longer texts are truncated as at training time (default 128)")
+    parser.add_argument("--max_seq_length", type=int, default=None,
+                        help="longer texts are truncated as at training time (default 128, or "
+                             "the checkpoint's max_position_embeddings if smaller)")
     parser.add_argument("--label_list", default=None,
                         help="comma-separated label names (classifier, ner); default: "
                              "label_list.txt beside the checkpoint")
