@@ -180,6 +180,8 @@ class _Progress:
 
 
 def main(argv=None):
+    # TensorFlow's C++ start-up lines would bury the JSON; the user can still raise the level.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from bert_tf import export
 
     parser = argparse.ArgumentParser(
