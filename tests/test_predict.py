@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from bert_tf import checkpoints, export, predict
 from bert_tf.config import BertConfig
-from bert_tf.models import BertEncoder, BertPretrainer, dummy_inputs
+from bert_tf.models import (BertClassifier, BertEncoder, BertPretrainer, BertTokenClassifier,
+                            dummy_inputs)
 from bert_tf.tokenization import FullTokenizer
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "capital", "of", "france", "is",
@@ -126,3 +127,38 @@ def test_minilm_sentence_embedding_is_mean_pooling_then_l2_normalisation(capsys)
         mean = sequence.astype(np.float64).mean(axis=0)
         np.testing.assert_allclose(served[row], mean / np.linalg.norm(mean), atol=1e-5)
     assert served.shape == (3, 384)
+
+
+def test_rows_of_a_pair_classifier_and_a_tagger(pretrainer_checkpoint):
+    """The JSON rows of the other kinds, from their serving functions called in process."""
+    vocab = os.path.join(pretrainer_checkpoint, "vocab.txt")
+    config = checkpoints.read_config(pretrainer_checkpoint)
+    labels = ["contradiction", "entailment", "neutral"]
+    functions = export.serving_functions(BertClassifier(config, 3), "classifier", vocab,
+                                         max_seq_length=16, label_list=labels, pair=True)
+    texts = ["the capital\tparis is a city", "\t"]
+    columns = predict._columns(texts, list(functions.text_inputs), "texts")
+    assert columns == [["the capital", ""], ["paris is a city", ""]]
+    outputs = functions.serve_text(*[tf.constant(c) for c in columns])
+    rows = predict.format_rows(texts, {k: v.numpy() for k, v in outputs.items()})
+    assert [r["text"] for r in rows] == texts
+    for row in rows:
+        assert list(row["probabilities"]) == labels
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert row["label"] == labels[row["label_id"]] == max(row["probabilities"],
+                                                             key=row["probabilities"].get)
+    with pytest.raises(ValueError, match="text 1 has no tab"):
+        predict._columns(["no tab"], ["text_a", "text_b"], "texts")
+
+    tags = ["O", "B-LOC", "I-LOC"]
+    functions = export.serving_functions(BertTokenClassifier(config, 3), "ner", vocab,
+                                         max_seq_length=8, label_list=tags)
+    texts = ["Paris is a capital city of France .", ""]
+    outputs = functions.serve_text(tf.constant(texts))
+    rows = predict.format_rows(texts, {k: v.numpy() for k, v in outputs.items()})
+    assert [(w["word"], texts[0][w["start"]:w["end"]]) for w in rows[0]["words"]] == [
+        (word, word) for word in texts[0].split()]
+    assert all(w["label"] in tags for w in rows[0]["words"])
+    for entity in rows[0]["entities"]:
+        assert texts[0][entity["start"]:entity["end"]] == entity["text"]
+    assert rows[1] == {"text": "", "words": [], "entities": []}

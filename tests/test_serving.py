@@ -35,7 +35,20 @@ LOADER = """
 import base64, json, sys
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
+
+def ops_of(path):
+    graph = saved_model_pb2.SavedModel.FromString(
+        open(path + "/saved_model.pb", "rb").read()).meta_graphs[0].graph_def
+    functions = {f.signature.name for f in graph.library.function}
+    ops = {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+    return ops - functions
+
+paths = [path for path, _ in json.loads(open(sys.argv[1]).read()).values()]
+not_core = sorted({op for path in paths for op in ops_of(path) if op_def_registry.get(op) is None})
 import tensorflow_text  # noqa: F401  (registers the ops the SavedModels use)
+assert all(op_def_registry.get(op) is not None for op in not_core), not_core
 
 def encode(value):
     value = value.numpy()
@@ -65,6 +78,7 @@ for kind, (path, calls) in json.loads(open(sys.argv[1]).read()).items():
         out = model.signatures[request.model_spec.signature_name](**inputs)
         results[kind]["warmup"].append([request.model_spec.signature_name, sorted(out)])
 assert not any(m.startswith("bert_tf") for m in sys.modules), "the SavedModel needed bert_tf"
+results["not_core_ops"] = not_core
 print(json.dumps(results))
 """
 
@@ -154,6 +168,9 @@ def test_every_kind_round_trips_through_a_fresh_process(tmp_path, vocab_file):
     assert result.returncode == 0, result.stderr[-3000:]
     served = json.loads(result.stdout.strip().splitlines()[-1])
 
+    # Every op is core TensorFlow or registered by importing tensorflow_text.
+    assert served.pop("not_core_ops") == ["FastWordpieceTokenizeWithOffsets", "NormalizeUTF8",
+                                          "RegexSplitWithOffsets"]
     for kind, signatures in expected.items():
         for signature, outputs in signatures.items():
             got = served[kind]["calls"][signature]
