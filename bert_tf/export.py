@@ -275,17 +275,13 @@ def packed_serving_functions(run: Callable[[Dict[str, tf.Tensor]], Dict[str, tf.
 
 def _build(preprocessor, model, num_texts):
     """ExportArchive requires built layers: run both once on a tiny batch."""
-    packed = preprocessor([tf.constant(["a"])] * num_texts)
-    if isinstance(model, keras.Model) and not model.built:
-        if "masked_lm_positions" in _input_names(model):
-            packed = dict(packed, masked_lm_positions=tf.zeros([1, 1], tf.int32))
-        model(packed, training=False)
-
-
-def _input_names(model):
     from bert_tf import models
 
-    return ("masked_lm_positions",) if isinstance(model, models.BertPretrainer) else ()
+    packed = preprocessor([tf.constant(["a"])] * num_texts)
+    if isinstance(model, keras.Model) and not model.built:
+        if isinstance(model, models.BertPretrainer):
+            packed = dict(packed, masked_lm_positions=tf.zeros([1, 1], tf.int32))
+        model(packed, training=False)
 
 
 def next_version(export_dir: str) -> int:
@@ -744,7 +740,11 @@ def load_for_serving(settings: CheckpointSettings) -> ServingFunctions:
         pooling_file = os.path.join(directory, CLASSIFIER_CONFIG_FILE)
         if pooling is None and os.path.isfile(pooling_file):
             with open(pooling_file, encoding="utf-8") as f:
-                pooling = json.load(f).get("pooling")
+                try:
+                    record = json.load(f)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{pooling_file}: not valid JSON ({e})") from None
+            pooling = record.get("pooling") if isinstance(record, dict) else None
         pooling = pooling or "pooler"
         if pooling not in models.CLASSIFIER_POOLINGS:
             raise ValueError(f"classifier pooling {pooling!r} (--classifier_pooling or "

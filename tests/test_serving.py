@@ -152,6 +152,8 @@ def test_every_kind_round_trips_through_a_fresh_process(tmp_path, vocab_file):
             "serve_ids": {name: ids[name] for name in export.ID_INPUTS},
             "serve_examples": {"examples": tf.constant(serialized_examples(columns))},
         }
+        empty = functions.serve_text(*[tf.constant([], tf.string)] * len(functions.text_inputs))
+        assert all(value.shape[0] == 0 for value in empty.values()), kind  # any batch size
         calls[kind] = [path, {sig: {k: as_input(v.numpy()) for k, v in inputs.items()}
                               for sig, inputs in signature_inputs.items()}]
         # In process, eagerly (tracing would cost more than the one call).
@@ -239,3 +241,14 @@ def test_every_kind_round_trips_through_a_fresh_process(tmp_path, vocab_file):
     assert "inputs['input_ids'] tensor_info:\n        dtype: DT_INT32\n        shape: (-1, -1)" in text
     assert "inputs['examples'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)" in text
     assert "outputs['top_tokens'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1, -1, 3)" in text
+
+
+def test_warmup_is_skipped_with_a_log_line_without_tensorflow_serving_api(
+        tmp_path, vocab_file, monkeypatch, caplog):
+    for module in ("tensorflow_serving", "tensorflow_serving.apis"):
+        monkeypatch.setitem(sys.modules, module, None)  # makes its import fail
+    preprocessor = export.TextPreprocessor(vocab_file, seq_length=MAX_SEQ_LENGTH)
+    with caplog.at_level("INFO"):
+        assert export.write_warmup_requests(str(tmp_path), ("text",), preprocessor) is None
+    assert "tensorflow-serving-api is not installed" in caplog.text
+    assert not (tmp_path / "assets.extra").exists()
