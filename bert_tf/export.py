@@ -325,6 +325,7 @@ def write_serving_model(export_dir: str, functions: ServingFunctions, warmup: bo
     archive.add_endpoint("serve_examples", examples_functions.serve_examples,
                          input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
 
+    created = not os.path.isdir(export_dir)
     os.makedirs(export_dir, exist_ok=True)
     tmp = os.path.join(export_dir, f".tmp-{uuid.uuid4().hex}")
     with tempfile.TemporaryDirectory() as vocab_dir:
@@ -348,6 +349,8 @@ def write_serving_model(export_dir: str, functions: ServingFunctions, warmup: bo
         finally:
             if os.path.isdir(tmp):
                 shutil.rmtree(tmp, ignore_errors=True)
+            if created and not os.listdir(export_dir):  # a failed export leaves nothing behind
+                os.rmdir(export_dir)
 
 
 def write_warmup_requests(saved_model_dir: str, text_inputs: Sequence[str],
