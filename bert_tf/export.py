@@ -1,42 +1,78 @@
-"""SavedModel export: raw text in, task outputs out, in TF Serving's version layout.
+"""SavedModel export for every model kind: raw text in, task outputs out, TF Serving's layout.
 
-`export_text_model` writes `EXPORT_DIR/<version>/` (the next integer after the versions already
-there; TF Serving loads the highest) with a `serving_default` signature whose inputs are one or
-two string tensors [batch] (named e.g. `text_a`, `text_b`). Inside the graph the strings are
-tokenized and packed by `bert_tf.preprocessing` (tensorflow-text ops), run through the model,
-and turned into the task's outputs by a post-processing function; so the SavedModel loads in a
-process that imports only `tensorflow` and `tensorflow_text`. The directory appears atomically:
-it is written under a temporary name and renamed when complete.
+`export_model` (Python) and `bert-export` / `python -m bert_tf.export` (a checkpoint plus
+`--kind`) write `EXPORT_DIR/<version>/` (the next integer after the versions already there; TF
+Serving loads the highest). Every kind has the same three signatures:
 
-Sequence tasks pass their model, the text input names and a post-processing
-(`classification_postprocess` for run_classifier). A word tagger (run_ner) needs more than a
-post-processing, since its texts become several windows and its outputs are per word:
-`export_tagger` builds its own serve function (`tagging_serve_function`) and writes it with
-`write_serving_model`, which every export shares.
+* `serving_default`: tf.string [batch] inputs `text` (or `text_a` and `text_b` for sentence
+  pairs) -> the kind's outputs (see `KINDS` and docs/serving.md);
+* `serve_ids`: int32 [batch, seq] `input_ids`, `input_mask`, `segment_ids` -> the same outputs
+  computed on the client's own tokenization (token-level for the NER tagger);
+* `serve_examples`: tf.string [batch] `examples`, serialized `tf.train.Example`s with a bytes
+  feature per text input -> `serving_default`'s outputs.
+
+Inside the graph the strings are tokenized and packed by `bert_tf.preprocessing`
+(tensorflow-text ops) exactly as at training time (the original's truncation; empty strings
+give `[CLS] [SEP]`), so a SavedModel loads in a process that imports only `tensorflow` and
+`tensorflow_text`. The padding is trimmed to the longest text of the request, which changes no
+output (every model masks padding) and makes short requests cheap. The vocabulary is an asset
+(`assets/vocab.txt`); TF Serving warmup requests for all three signatures go to
+`assets.extra/tf_serving_warmup_requests` when `tensorflow-serving-api` is installed (the
+`serving` extra). The version directory appears atomically: it is written under a temporary
+name and renamed when complete.
+
+One mechanism serves every kind (`ServingFunctions`): a function from packed ids to outputs
+(`serve_ids`), and the raw-text function that tokenizes first. The word tagger (run_ner) has
+its own raw-text function (`tagging_serve_function`), since its texts become several windows
+and its outputs are per word. `predict.py` calls the same functions in process.
 """
 
+import argparse
+import dataclasses
+import json
 import os
 import re
 import shutil
+import sys
+import tempfile
 import uuid
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
+from absl import logging
 import keras
 import tensorflow as tf
 
 from bert_tf import metrics, preprocessing, word_splitting
+
+# The model kinds and what `serving_default` returns for each (docs/serving.md has the shapes).
+KINDS = {
+    "classifier": "probabilities, label, label_id, label_names",
+    "regression": "score",
+    "ner": "words, word_start, word_end, labels, label_ids, probabilities, num_words, "
+           "entity_type, entity_text, entity_start, entity_end, num_entities",
+    "pretrainer": "mask_positions, num_masks, top_token_ids, top_tokens, top_probabilities",
+    "encoder": "pooled_output, sequence_output, input_mask, sentence_embedding",
+}
+MASK_TOKEN = "[MASK]"
+ID_INPUTS = ("input_ids", "input_mask", "segment_ids")
+EXAMPLES_INPUT = "examples"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+WARMUP_TEXTS = ("The capital of France is [MASK].", "")
 
 
 class TextPreprocessor(keras.layers.Layer):
     """Strings → model inputs: `BertTokenizer` on each text, `BertPacker` on the segments.
 
     Called with a list of 1 or 2 string tensors [batch]; returns `input_ids`, `input_mask`,
-    `segment_ids` int32 [batch, seq_length] with the original's truncation.
+    `segment_ids` int32 [batch, seq_length] with the original's truncation. `special_tokens`
+    (e.g. ["[MASK]"]) are kept whole where they appear in the text.
     """
 
-    def __init__(self, vocab, lower_case: bool = True, seq_length: Optional[int] = 128, **kwargs):
+    def __init__(self, vocab, lower_case: bool = True, seq_length: Optional[int] = 128,
+                 special_tokens: Sequence[str] = (), **kwargs):
         super().__init__(**kwargs)
-        self.tokenizer = preprocessing.BertTokenizer(vocab, lower_case=lower_case)
+        self.tokenizer = preprocessing.BertTokenizer(vocab, lower_case=lower_case,
+                                                     special_tokens=special_tokens)
         vocab_ids = self.tokenizer.vocabulary  # token -> id, read once by the tokenizer
         for token in ("[CLS]", "[SEP]", "[PAD]"):
             if token not in vocab_ids:
@@ -48,6 +84,27 @@ class TextPreprocessor(keras.layers.Layer):
     def call(self, texts):
         segments = [self.tokenizer(text) for text in texts]
         return self.packer(segments[0] if len(segments) == 1 else tuple(segments))
+
+    def id_to_token(self):
+        """The vocabulary as a list, index = id ("" for ids no token has)."""
+        vocabulary = self.tokenizer.vocabulary
+        tokens = [""] * (max(vocabulary.values()) + 1)
+        for token, index in vocabulary.items():
+            tokens[index] = token
+        return tokens
+
+
+def trim_padding(inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Cuts the packed inputs [batch, seq_length] to the longest sequence of the batch (at
+    least 2, the length of an empty text, so that an empty batch still has a [CLS] column)."""
+    lengths = tf.reduce_sum(tf.cast(inputs["input_mask"], tf.int32), axis=1)
+    longest = tf.reduce_max(tf.concat([lengths, [2]], axis=0))
+    return {name: value[:, :longest] for name, value in inputs.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Per kind: packed ids -> outputs
+# ---------------------------------------------------------------------------------------------
 
 
 def classification_postprocess(label_names: Sequence[str], is_regression: bool = False
@@ -75,6 +132,158 @@ def classification_postprocess(label_names: Sequence[str], is_regression: bool =
     return postprocess
 
 
+def fill_mask_function(model: keras.Model, mask_id: int, id_to_token: Sequence[str],
+                       top_k: int = 5) -> Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]:
+    """A `BertPretrainer`'s masked-LM head on every `[MASK]` of each sequence.
+
+    Outputs, padded per text to the batch's most masks M: `mask_positions` int32 [B, M]
+    (position in the packed sequence; -1), `num_masks` int32 [B], and for the k most probable
+    tokens at each mask, most probable first: `top_token_ids` int32 [B, M, k] (-1),
+    `top_tokens` string [B, M, k] (""), `top_probabilities` float32 [B, M, k] (0).
+    A [MASK] cut off by truncation gets no prediction.
+    """
+    if not 1 <= top_k <= len(id_to_token):
+        raise ValueError(f"top_k must be between 1 and the vocabulary size {len(id_to_token)}, "
+                         f"got {top_k}")
+    tokens = tf.constant(list(id_to_token))
+
+    def run(inputs):
+        ids = tf.cast(inputs["input_ids"], tf.int32)
+        is_mask = tf.equal(ids, mask_id) & tf.not_equal(tf.cast(inputs["input_mask"], tf.int32), 0)
+        every_position = tf.broadcast_to(tf.range(tf.shape(ids)[1]), tf.shape(ids))
+        positions = tf.ragged.boolean_mask(every_position, is_mask)
+        num_masks = tf.cast(positions.row_lengths(), tf.int32)
+        padded = positions.to_tensor(default_value=0)  # [B, M]
+        valid = tf.sequence_mask(num_masks, tf.shape(padded)[1])
+        outputs = model(dict(inputs, masked_lm_positions=padded), training=False)
+        probabilities = tf.nn.softmax(tf.cast(outputs["masked_lm_logits"], tf.float32), axis=-1)
+        top_probabilities, top_ids = tf.math.top_k(probabilities, k=top_k)
+        valid_k = tf.broadcast_to(valid[:, :, tf.newaxis], tf.shape(top_ids))
+        return {
+            "mask_positions": tf.where(valid, padded, -1),
+            "num_masks": num_masks,
+            "top_token_ids": tf.where(valid_k, top_ids, -1),
+            "top_tokens": tf.where(valid_k, tf.gather(tokens, top_ids), ""),
+            "top_probabilities": tf.where(valid_k, top_probabilities, 0.0),
+        }
+
+    return run
+
+
+SENTENCE_POOLINGS = ("cls", "mean")
+
+
+def encoder_function(model: keras.Model, sentence_pooling: str = "cls", normalize: bool = False
+                     ) -> Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]:
+    """A `BertEncoder`'s outputs plus `sentence_embedding` float32 [B, hidden].
+
+    The embedding is sentence-transformers' definition: "mean" = the mean of `sequence_output`
+    over the input mask (sum / max(count, 1e-9)), "cls" = `sequence_output[:, 0]`; then, with
+    `normalize`, divided by max(L2 norm, 1e-12). Also returns `pooled_output` [B, hidden],
+    `sequence_output` [B, seq, hidden] and `input_mask` int32 [B, seq].
+    """
+    if sentence_pooling not in SENTENCE_POOLINGS:
+        raise ValueError(f"sentence_pooling must be one of {SENTENCE_POOLINGS}, "
+                         f"got {sentence_pooling!r}")
+
+    def run(inputs):
+        outputs = model(inputs, training=False)
+        sequence = tf.cast(outputs["sequence_output"], tf.float32)
+        input_mask = tf.cast(inputs["input_mask"], tf.int32)
+        if sentence_pooling == "mean":
+            weights = tf.cast(input_mask, tf.float32)[:, :, tf.newaxis]
+            embedding = (tf.reduce_sum(sequence * weights, axis=1)
+                         / tf.maximum(tf.reduce_sum(weights, axis=1), 1e-9))
+        else:
+            embedding = sequence[:, 0]
+        if normalize:
+            embedding /= tf.maximum(tf.norm(embedding, axis=-1, keepdims=True), 1e-12)
+        return {
+            "pooled_output": tf.cast(outputs["pooled_output"], tf.float32),
+            "sequence_output": sequence,
+            "input_mask": input_mask,
+            "sentence_embedding": embedding,
+        }
+
+    return run
+
+
+def token_tagging_function(model: keras.Model, label_names: Sequence[str]
+                           ) -> Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]:
+    """A tagger on the client's tokens: `label_ids` int32, `labels` string and `probabilities`
+    float32 (of the chosen label) [B, seq], -1 / "" / 0 at padding positions."""
+    table = tf.constant([str(name) for name in label_names])
+
+    def run(inputs):
+        logits = tf.cast(model(inputs, training=False)["logits"], tf.float32)
+        label_id = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        probability = tf.reduce_max(tf.nn.softmax(logits, axis=-1), axis=-1)
+        real = tf.not_equal(tf.cast(inputs["input_mask"], tf.int32), 0)
+        return {
+            "label_ids": tf.where(real, label_id, -1),
+            "labels": tf.where(real, tf.gather(table, label_id), ""),
+            "probabilities": tf.where(real, probability, 0.0),
+        }
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# The generic mechanism: serving functions -> a versioned SavedModel with three signatures
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ServingFunctions:
+    """What an export writes (and `bert_tf.predict` calls in process).
+
+    text_inputs: names of the tf.string [batch] inputs of `serving_default`.
+    serve_text: (*text tensors) -> dict of outputs, batch first.
+    serve_ids: dict with int32 `input_ids`, `input_mask`, `segment_ids` -> dict of outputs.
+    tracked: the built Keras layers/models whose variables and resources they use.
+    preprocessor: the `TextPreprocessor` (its vocabulary becomes the `vocab.txt` asset).
+    """
+
+    text_inputs: Tuple[str, ...]
+    serve_text: Callable[..., Dict[str, tf.Tensor]]
+    serve_ids: Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]
+    tracked: Tuple
+    preprocessor: TextPreprocessor
+
+    def serve_examples(self, examples):
+        """Serialized tf.train.Examples (a bytes feature per text input) -> `serve_text`."""
+        features = {name: tf.io.FixedLenFeature([], tf.string, default_value="")
+                    for name in self.text_inputs}
+        parsed = tf.io.parse_example(examples, features)
+        return self.serve_text(*[parsed[name] for name in self.text_inputs])
+
+
+def packed_serving_functions(run: Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]],
+                             preprocessor: TextPreprocessor, model: keras.Model,
+                             text_inputs: Sequence[str] = ("text",)) -> ServingFunctions:
+    """`run(packed ids) -> outputs` behind both the raw-text and the ids signature."""
+    text_inputs = tuple(text_inputs)
+    if not 1 <= len(text_inputs) <= 2:
+        raise ValueError(f"expected one or two text inputs, got {list(text_inputs)}")
+
+    def serve_text(*texts):
+        return run(trim_padding(preprocessor(list(texts))))
+
+    _build(preprocessor, model, len(text_inputs))
+    return ServingFunctions(text_inputs, serve_text, run, (model, preprocessor), preprocessor)
+
+
+def _build(preprocessor, model, num_texts):
+    """ExportArchive requires built layers: run both once on a tiny batch."""
+    from bert_tf import models
+
+    packed = preprocessor([tf.constant(["a"])] * num_texts)
+    if isinstance(model, keras.Model) and not model.built:
+        if isinstance(model, models.BertPretrainer):
+            packed = dict(packed, masked_lm_positions=tf.zeros([1, 1], tf.int32))
+        model(packed, training=False)
+
+
 def next_version(export_dir: str) -> int:
     """1 + the largest integer-named subdirectory of `export_dir` (1 when there is none)."""
     versions = [int(name) for name in (os.listdir(export_dir) if os.path.isdir(export_dir) else [])
@@ -84,54 +293,100 @@ def next_version(export_dir: str) -> int:
 
 def export_text_model(export_dir: str, model: keras.Model, preprocessor: keras.layers.Layer,
                       postprocess: Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]],
-                      input_names: Sequence[str] = ("text_a",)) -> str:
-    """Write `model` behind a raw-text `serving_default` signature; returns the version path.
-
-    `preprocessor(list_of_string_tensors)` → model input dict (e.g. `TextPreprocessor`);
-    `postprocess(model_outputs)` → dict of output tensors, each with the batch as first axis.
-    """
-    input_names = list(input_names)
-    if not 1 <= len(input_names) <= 2:
-        raise ValueError(f"expected one or two text inputs, got {input_names}")
-    signature = [tf.TensorSpec([None], tf.string, name=name) for name in input_names]
-
-    def serve(*texts):
-        inputs = preprocessor(list(texts))
-        outputs = model(inputs, training=False)
-        return postprocess(outputs)
-
-    if not preprocessor.built:  # Builds it and its sub-layers (ExportArchive requires that).
-        preprocessor([tf.constant(["a"])] * len(input_names))
-    return write_serving_model(export_dir, serve, signature, tracked=(model, preprocessor))
+                      input_names: Sequence[str] = ("text_a",), warmup: bool = True) -> str:
+    """Write a sequence model (classifier, regression) behind the three signatures; returns the
+    version path. `postprocess(model_outputs)` → dict of output tensors, batch first."""
+    functions = packed_serving_functions(
+        lambda inputs: postprocess(model(inputs, training=False)), preprocessor, model,
+        input_names)
+    return write_serving_model(export_dir, functions, warmup=warmup)
 
 
-def write_serving_model(export_dir: str, serve: Callable, input_signature: Sequence[tf.TensorSpec],
-                        tracked: Sequence[keras.layers.Layer]) -> str:
-    """Write `serve` as the `serving_default` signature of a new version; returns its path.
+def _id_signature():
+    return {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in ID_INPUTS}
 
-    `tracked`: the built Keras layers/models whose variables and resources `serve` uses.
-    The version directory is written under a temporary name and renamed when complete.
-    """
+
+def write_serving_model(export_dir: str, functions: ServingFunctions, warmup: bool = True) -> str:
+    """Write `functions` as a new version of `export_dir` (the three signatures, the vocab
+    asset, warmup requests); returns its path. Written under a temporary name, then renamed."""
     archive = keras.export.ExportArchive()
-    for layer in tracked:
-        archive.track(layer)
-    archive.add_endpoint("serving_default", serve, input_signature=list(input_signature))
+    for layer in functions.tracked:
+        if isinstance(layer, keras.layers.Layer):
+            archive.track(layer)
+    text_signature = [tf.TensorSpec([None], tf.string, name=name)
+                      for name in functions.text_inputs]
+    # serve_examples calls the traced serving_default instead of tracing the tokenizer again.
+    serve_text = tf.function(functions.serve_text, input_signature=text_signature,
+                             autograph=False)
+    archive.add_endpoint("serving_default", serve_text)
+    archive.add_endpoint("serve_ids", lambda inputs: functions.serve_ids(inputs),
+                         input_signature=[_id_signature()])
+    examples_functions = dataclasses.replace(functions, serve_text=serve_text)
+    archive.add_endpoint("serve_examples", examples_functions.serve_examples,
+                         input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
 
+    created = not os.path.isdir(export_dir)
     os.makedirs(export_dir, exist_ok=True)
     tmp = os.path.join(export_dir, f".tmp-{uuid.uuid4().hex}")
+    with tempfile.TemporaryDirectory() as vocab_dir:
+        vocab_file = os.path.join(vocab_dir, "vocab.txt")
+        with open(vocab_file, "w", encoding="utf-8") as f:
+            f.write("".join(f"{token}\n" for token in functions.preprocessor.id_to_token()))
+        # Tracked by the saved object, so saving copies it to assets/ and TF Serving keeps it.
+        archive._tf_trackable.vocab_file = tf.saved_model.Asset(vocab_file)  # pylint: disable=protected-access
+        try:
+            archive.write_out(tmp, verbose=False)
+            if warmup:
+                write_warmup_requests(tmp, functions.text_inputs, functions.preprocessor)
+            while True:
+                final = os.path.join(export_dir, str(next_version(export_dir)))
+                try:
+                    os.rename(tmp, final)  # Atomic; fails if a concurrent export took the number.
+                    return final
+                except OSError:
+                    if not os.path.isdir(final):
+                        raise
+        finally:
+            if os.path.isdir(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+            if created and not os.listdir(export_dir):  # a failed export leaves nothing behind
+                os.rmdir(export_dir)
+
+
+def write_warmup_requests(saved_model_dir: str, text_inputs: Sequence[str],
+                          preprocessor: TextPreprocessor,
+                          texts: Sequence[str] = WARMUP_TEXTS) -> Optional[str]:
+    """`assets.extra/tf_serving_warmup_requests`: one PredictLog per signature (TF Serving
+    replays them at load, so the first real request does not pay for graph initialisation).
+    Returns the file, or None (with a log line) when tensorflow-serving-api is not installed."""
     try:
-        archive.write_out(tmp, verbose=False)
-        while True:
-            final = os.path.join(export_dir, str(next_version(export_dir)))
-            try:
-                os.rename(tmp, final)  # Atomic; fails if a concurrent export took the number.
-                return final
-            except OSError:
-                if not os.path.isdir(final):
-                    raise
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+        from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    except ImportError:
+        logging.info("tensorflow-serving-api is not installed (pip install bert_tf[serving]): "
+                     "no TF Serving warmup requests written to %s", saved_model_dir)
+        return None
+    texts = [text.encode("utf-8") for text in texts]
+    packed = trim_padding(preprocessor([tf.constant(texts)] * len(text_inputs)))
+    examples = [tf.train.Example(features=tf.train.Features(feature={
+        name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[text]))
+        for name in text_inputs})).SerializeToString() for text in texts]
+    requests = {
+        "serving_default": {name: tf.constant(texts) for name in text_inputs},
+        "serve_ids": {name: packed[name] for name in ID_INPUTS},
+        "serve_examples": {EXAMPLES_INPUT: tf.constant(examples)},
+    }
+    path = os.path.join(saved_model_dir, WARMUP_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        for signature, inputs in requests.items():
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(signature_name=signature))
+            for name, value in inputs.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(value.numpy()))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,8 +560,16 @@ def tagging_serve_function(model: keras.Model, preprocessor: TextPreprocessor,
 
 
 def export_tagger(export_dir: str, model: keras.Model, vocab_file: str, do_lower_case: bool,
-                  max_seq_length: int, label_list: Sequence[str]) -> str:
-    """Export a `BertTokenClassifier` behind a raw-text `serving_default`; returns the version path.
+                  max_seq_length: int, label_list: Sequence[str], warmup: bool = True) -> str:
+    """Export a `BertTokenClassifier` (see `tagger_serving_functions`); returns the version path."""
+    functions = tagger_serving_functions(model, vocab_file, do_lower_case, max_seq_length,
+                                         label_list)
+    return write_serving_model(export_dir, functions, warmup=warmup)
+
+
+def tagger_serving_functions(model: keras.Model, vocab_file, do_lower_case: bool,
+                             max_seq_length: int, label_list: Sequence[str]) -> ServingFunctions:
+    """A `BertTokenClassifier` behind a raw-text `serving_default` and token-level `serve_ids`.
 
     Input `text` tf.string [batch]. Each text is split into words (`bert_tf.word_splitting`),
     each word WordPieced (at least one piece), and the pieces cut into windows of
@@ -316,7 +579,8 @@ def export_tagger(export_dir: str, model: keras.Model, vocab_file: str, do_lower
     -1), `labels` string, `label_ids` int32 (-1), `probabilities` float32 (of the chosen label;
     0) [batch, max_words]; `num_words` int32 [batch]; the entities of the labels by conlleval's
     rules: `entity_type`, `entity_text` string, `entity_start`/`entity_end` int32 (-1)
-    [batch, max_entities]; `num_entities` int32 [batch].
+    [batch, max_entities]; `num_entities` int32 [batch]. `serve_ids`: see
+    `token_tagging_function`.
 
     label_list: the model's label names, index = class id (BIO or BIOES tags).
     """
@@ -332,10 +596,268 @@ def export_tagger(export_dir: str, model: keras.Model, vocab_file: str, do_lower
         raise ValueError(f"max_seq_length must be at least 3, got {max_seq_length}")
     preprocessor = TextPreprocessor(vocab_file, lower_case=do_lower_case,
                                     seq_length=int(max_seq_length))
-    # ExportArchive requires built layers.
-    packed = preprocessor([tf.constant(["a"])])
-    if not model.built:
-        model(packed, training=False)
+    _build(preprocessor, model, 1)
     serve = tagging_serve_function(model, preprocessor, label_list)
-    signature = [tf.TensorSpec([None], tf.string, name="text")]
-    return write_serving_model(export_dir, serve, signature, tracked=(model, preprocessor))
+    return ServingFunctions(("text",), serve, token_tagging_function(model, label_list),
+                            (model, preprocessor), preprocessor)
+
+
+def serving_functions(model: keras.Model, kind: str, vocab, do_lower_case: bool = True,
+                      max_seq_length: int = 128, label_list: Optional[Sequence[str]] = None,
+                      pair: bool = False, top_k: int = 5, sentence_pooling: str = "cls",
+                      normalize: bool = False) -> ServingFunctions:
+    """The serving functions of `model` as a `kind` (one of `KINDS`).
+
+    classifier / regression: a `BertClassifier` (label_list: its label names; pair: inputs
+    `text_a`, `text_b` instead of `text`); ner: a `BertTokenClassifier` (label_list: its tags);
+    pretrainer: a `BertPretrainer`, top_k tokens per `[MASK]` (kept whole in the text);
+    encoder: a `BertEncoder`, sentence_pooling / normalize as its sentence-transformers modules
+    declare (`encoder_function`).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+    if kind == "ner":
+        return tagger_serving_functions(model, vocab, do_lower_case, max_seq_length,
+                                        label_list or [])
+    text_inputs = ("text_a", "text_b") if pair else ("text",)
+    special_tokens = (MASK_TOKEN,) if kind == "pretrainer" else ()
+    preprocessor = TextPreprocessor(vocab, lower_case=do_lower_case, seq_length=max_seq_length,
+                                    special_tokens=special_tokens)
+    if kind in ("classifier", "regression"):
+        labels = list(label_list or [])
+        if kind == "classifier" and not labels:
+            raise ValueError("a classifier export needs its label_list")
+        postprocess = classification_postprocess(labels, is_regression=kind == "regression")
+        run = lambda inputs: postprocess(model(inputs, training=False))
+    elif kind == "pretrainer":
+        vocabulary = preprocessor.tokenizer.vocabulary
+        if MASK_TOKEN not in vocabulary:
+            raise ValueError(f"vocabulary {vocab!r} has no {MASK_TOKEN} token")
+        run = fill_mask_function(model, vocabulary[MASK_TOKEN], preprocessor.id_to_token(), top_k)
+    else:
+        run = encoder_function(model, sentence_pooling, normalize)
+    return packed_serving_functions(run, preprocessor, model, text_inputs)
+
+
+def export_model(export_dir: str, model: keras.Model, kind: str, vocab,
+                 warmup: bool = True, **options) -> str:
+    """Export `model` as a `kind` to a new version of `export_dir`; returns the version path.
+    `options`: those of `serving_functions` (do_lower_case, max_seq_length, label_list, pair,
+    top_k, sentence_pooling, normalize)."""
+    return write_serving_model(export_dir, serving_functions(model, kind, vocab, **options),
+                               warmup=warmup)
+
+
+# ---------------------------------------------------------------------------------------------
+# From a checkpoint: bert-export / python -m bert_tf.export
+# ---------------------------------------------------------------------------------------------
+
+LABEL_LIST_FILE = "label_list.txt"  # what run_classifier (generic tasks) and run_ner write
+CLASSIFIER_CONFIG_FILE = "classifier_config.json"  # run_classifier's {"pooling": ...}
+# Original names of the head variables each kind cannot do without.
+_REQUIRED_HEADS = {"classifier": ("output_weights",), "regression": ("output_weights",),
+                   "ner": ("output_weights",), "pretrainer": ("cls/predictions/",)}
+
+
+def find_sentence_normalization(path) -> bool:
+    """True when the sentence-transformers `modules.json` beside the checkpoint at `path`
+    lists a Normalize module (the embedding is then L2-normalized)."""
+    from bert_tf import checkpoints
+
+    modules_file = os.path.join(checkpoints.checkpoint_directory(path), "modules.json")
+    if not os.path.isfile(modules_file):
+        return False
+    try:
+        with open(modules_file, encoding="utf-8") as f:
+            modules = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{modules_file}: not valid JSON ({e})") from None
+    if not isinstance(modules, list):
+        raise ValueError(f"{modules_file}: expected a JSON list of modules")
+    return any(isinstance(m, dict) and str(m.get("type", "")).endswith(".Normalize")
+               for m in modules)
+
+
+def _read_lines(path):
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f if line.strip()]
+
+
+@dataclasses.dataclass
+class CheckpointSettings:
+    """What `load_for_serving` needs besides the checkpoint; None = found beside it."""
+
+    checkpoint: str
+    kind: str
+    vocab_file: Optional[str] = None
+    do_lower_case: Optional[bool] = None
+    max_seq_length: Optional[int] = None  # None: 128, or max_position_embeddings if smaller
+    label_list: Optional[Sequence[str]] = None
+    pair: bool = False
+    top_k: int = 5
+    classifier_pooling: Optional[str] = None
+    sentence_pooling: Optional[str] = None
+    normalize: Optional[bool] = None
+
+
+def load_for_serving(settings: CheckpointSettings) -> ServingFunctions:
+    """Builds the model of `settings.kind` from the checkpoint's config, loads its weights and
+    returns its serving functions. Every file and setting is checked before the weights load."""
+    from bert_tf import checkpoints, models
+
+    kind = settings.kind
+    if kind not in KINDS:
+        raise ValueError(f"--kind={kind}: expected one of {', '.join(sorted(KINDS))}")
+    path = settings.checkpoint
+    if not os.path.exists(path) and not os.path.exists(path + ".index"):
+        raise ValueError(f"--checkpoint={path}: no such file or directory")
+    config = checkpoints.read_config(path)
+    directory = checkpoints.checkpoint_directory(path)
+    found_vocab, found_case = checkpoints.find_vocab_and_casing(path)
+    vocab = settings.vocab_file or found_vocab
+    if not vocab:
+        raise ValueError(f"--vocab_file is required: no vocab.txt beside --checkpoint={path}")
+    if not os.path.isfile(vocab):
+        raise ValueError(f"--vocab_file={vocab}: no such file")
+    do_lower_case = settings.do_lower_case
+    if do_lower_case is None:
+        do_lower_case = True if found_case is None else found_case
+    max_seq_length = settings.max_seq_length
+    if max_seq_length is None:
+        max_seq_length = min(128, config.max_position_embeddings)
+    if not 3 <= max_seq_length <= config.max_position_embeddings:
+        raise ValueError(f"--max_seq_length={max_seq_length}: expected 3 to the checkpoint's "
+                         f"max_position_embeddings ({config.max_position_embeddings})")
+
+    labels = list(settings.label_list or [])
+    label_file = os.path.join(directory, LABEL_LIST_FILE)
+    if not labels and kind in ("classifier", "ner"):
+        if not os.path.isfile(label_file):
+            raise ValueError(f"--label_list is required for --kind={kind}: no {LABEL_LIST_FILE} "
+                             f"beside --checkpoint={path}")
+        labels = _read_lines(label_file)
+
+    options = {}
+    if kind in ("classifier", "regression"):
+        pooling = settings.classifier_pooling
+        pooling_file = os.path.join(directory, CLASSIFIER_CONFIG_FILE)
+        if pooling is None and os.path.isfile(pooling_file):
+            with open(pooling_file, encoding="utf-8") as f:
+                try:
+                    record = json.load(f)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{pooling_file}: not valid JSON ({e})") from None
+            pooling = record.get("pooling") if isinstance(record, dict) else None
+        pooling = pooling or "pooler"
+        if pooling not in models.CLASSIFIER_POOLINGS:
+            raise ValueError(f"classifier pooling {pooling!r} (--classifier_pooling or "
+                             f"{pooling_file}): expected one of {models.CLASSIFIER_POOLINGS}")
+        model = models.BertClassifier(config, num_labels=1 if kind == "regression" else len(labels),
+                                      pooling=pooling)
+        options.update(label_list=labels, pair=settings.pair)
+    elif kind == "ner":
+        model = models.BertTokenClassifier(config, num_labels=len(labels))
+        options.update(label_list=labels)
+    elif kind == "pretrainer":
+        model = models.BertPretrainer(config)
+        options.update(top_k=settings.top_k)
+    else:
+        model = models.BertEncoder(config)
+        pooling = settings.sentence_pooling or checkpoints.find_sentence_pooling(path) or "cls"
+        normalize = settings.normalize
+        if normalize is None:
+            normalize = find_sentence_normalization(path)
+        options.update(sentence_pooling=pooling, normalize=normalize)
+    functions = serving_functions(model, kind, vocab, do_lower_case=do_lower_case,
+                                  max_seq_length=max_seq_length, **options)
+    report = checkpoints.load_checkpoint(model, path)
+    missing = [name for name in report.missing
+               if any(name.startswith(head) for head in _REQUIRED_HEADS.get(kind, ()))]
+    if missing:
+        raise ValueError(f"--checkpoint={path}: has no weights for the {kind} head ({missing[0]} "
+                         f"...); pass a checkpoint trained for it, or --kind=encoder")
+    return functions
+
+
+def export_checkpoint(settings: CheckpointSettings, export_dir: str, warmup: bool = True) -> str:
+    """`load_for_serving`, then `write_serving_model`; returns the version path."""
+    return write_serving_model(export_dir, load_for_serving(settings), warmup=warmup)
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser):
+    """The flags `CheckpointSettings` takes (shared by bert-export and bert-predict)."""
+    parser.add_argument("--kind", choices=sorted(KINDS), help="the model kind to serve")
+    parser.add_argument("--vocab_file", help="default: vocab.txt beside the checkpoint")
+    parser.add_argument("--do_lower_case", default=None, type=_boolean,
+                        help="true/false; default: the checkpoint's tokenizer_config.json or "
+                             "folder name, else true")
+    parser.add_argument("--max_seq_length", type=int, default=None,
+                        help="longer texts are truncated as at training time (default 128, or "
+                             "the checkpoint's max_position_embeddings if smaller)")
+    parser.add_argument("--label_list", default=None,
+                        help="comma-separated label names (classifier, ner); default: "
+                             "label_list.txt beside the checkpoint")
+    parser.add_argument("--pair", action="store_true",
+                        help="classifier/regression of sentence pairs: inputs text_a, text_b")
+    parser.add_argument("--top_k", type=int, default=5,
+                        help="pretrainer: tokens predicted per [MASK] (default 5)")
+    parser.add_argument("--classifier_pooling", default=None,
+                        help="pooler, cls or mean; default: classifier_config.json beside the "
+                             "checkpoint, else pooler")
+    parser.add_argument("--sentence_pooling", choices=SENTENCE_POOLINGS, default=None,
+                        help="encoder: default the sentence-transformers Pooling module beside "
+                             "the checkpoint, else cls")
+    parser.add_argument("--normalize", default=None, type=_boolean,
+                        help="encoder: L2-normalize sentence_embedding; default: whether "
+                             "modules.json lists a Normalize module")
+
+
+def _boolean(value):
+    lowered = str(value).lower()
+    if lowered in ("1", "true", "yes"):
+        return True
+    if lowered in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def settings_from_arguments(args, checkpoint) -> CheckpointSettings:
+    labels = None if args.label_list is None else [
+        label.strip() for label in args.label_list.split(",") if label.strip()]
+    return CheckpointSettings(
+        checkpoint=checkpoint, kind=args.kind, vocab_file=args.vocab_file,
+        do_lower_case=args.do_lower_case, max_seq_length=args.max_seq_length, label_list=labels,
+        pair=args.pair, top_k=args.top_k, classifier_pooling=args.classifier_pooling,
+        sentence_pooling=args.sentence_pooling, normalize=args.normalize)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="bert-export",
+        description="Export a checkpoint (original TF1, Hugging Face folder or bert_tf output "
+                    "dir) as a raw-text SavedModel in TF Serving's layout: EXPORT_DIR/<version>/.")
+    parser.add_argument("--checkpoint", required=True,
+                        help="checkpoint prefix or directory, or a Hugging Face folder")
+    parser.add_argument("--export_dir", required=True, help="versions are written below it")
+    parser.add_argument("--no_warmup", action="store_true",
+                        help="do not write TF Serving warmup requests")
+    add_checkpoint_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.kind is None:
+        parser.error(f"--kind is required: one of {', '.join(sorted(KINDS))}")
+    logging.set_verbosity(logging.WARNING)
+    try:
+        path = export_checkpoint(settings_from_arguments(args, args.checkpoint), args.export_dir,
+                                 warmup=not args.no_warmup)
+    except ValueError as error:
+        parser.exit(2, f"bert-export: error: {error}\n")
+    print(path)
+    return path
+
+
+def run_main():
+    main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    run_main()
