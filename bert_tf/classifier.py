@@ -381,7 +381,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
         export_path = export.export_text_model(
             settings.export_dir, model, preprocessor,
             export.classification_postprocess(label_list, processor.is_regression),
-            input_names=("text_a", "text_b") if settings.is_pair_task else ("text_a",))
+            input_names=("text_a", "text_b") if settings.is_pair_task else ("text",))
         logging.info("Exported a raw-text SavedModel to %s", export_path)
     timings["total_seconds"] = time.time() - run_start
     finetuning.log_timings(timings)

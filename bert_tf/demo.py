@@ -139,6 +139,11 @@ def run_demo(output_dir=DEFAULT_OUTPUT_DIR, vocab_size=2000, max_seq_length=64,
     )
     strategy = distribution.get_strategy(None)
     result = run_pretraining(settings, strategy)
+    # The model directory then holds all a later command needs (bert-predict, bert-export,
+    # --init_checkpoint): checkpoint, bert_config.json, vocab.txt and the casing.
+    files.atomic_copy(vocab_file, os.path.join(model_dir, "vocab.txt"))
+    files.atomic_write(os.path.join(model_dir, "tokenizer_config.json"),
+                       '{"do_lower_case": true}\n')
 
     logging.info("[5/5] Evaluated on the held-out topics (%d batches)", settings.max_eval_steps)
     elapsed = time.time() - started

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -177,6 +178,7 @@ def vocab_file(tmp_path_factory):
 
 
 def tiny_tagger(num_labels, seed, max_position_embeddings=64):
+    keras.utils.set_random_seed(seed)  # the same weights whichever tests ran before
     keras_seed = np.random.default_rng(seed)
     config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64,
