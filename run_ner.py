@@ -27,6 +27,10 @@ flags.DEFINE_enum("tag_scheme", "auto", ["auto", "IOB1", "BIO", "BIOES"],
                   "Tag scheme of the files: detected from the training file by default. The "
                   "model learns BIO (IOB1 and BIO input) or BIOES; predictions are written in "
                   "the file's scheme.")
+flags.DEFINE_bool("group_by_length", True, "Training batches of windows of similar length "
+                  "(random groups of 50 batches sorted by length; each epoch still visits every "
+                  "window once): far less padding on CoNLL-style data. --nogroup_by_length: a "
+                  "plain shuffle.")
 flags.DEFINE_integer("window_stride", None, "Sentences longer than max_seq_length are cut "
                      "into windows of max_seq_length - 2 pieces starting every this many pieces "
                      "(default: half a window); each word is predicted once, from the window "
