@@ -309,7 +309,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
                                                   processor.is_regression))
 
     run = finetuning.FineTuningRun(strategy, model, settings, loss_fn, num_train_steps)
-    timings = {}
+    timings, train_dataset_fn = {}, None
     if settings.do_train:
         finetuning.copy_model_files(settings.output_dir, model_files)
         files.atomic_write(os.path.join(settings.output_dir, CLASSIFIER_CONFIG_FILE),
@@ -325,17 +325,16 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
             order = cls_data.length_grouped_order(train_features, settings.train_batch_size,
                                                   run.num_train_steps, settings.seed)
 
-        def train_dataset_fn(input_context):
+        def train_input(input_context):
             return cls_data.classification_dataset(
                 train_features, settings.train_batch_size, is_training=True, seed=settings.seed,
                 order=order, pad_to_multiple_of=settings.pad_to_multiple_of,
                 input_context=input_context)
 
-        timings["train_seconds"] = run.train_or_restore(train_dataset_fn)
-    elif settings.export_only:
-        run.restore_for_export()
-    else:
-        run.train_or_restore()
+        train_dataset_fn = train_input
+    train_seconds = run.train_or_restore(train_dataset_fn)
+    if train_seconds is not None:
+        timings["train_seconds"] = train_seconds
     global_step = run.global_step
     predict_fn = run.predict_fn()
     results = None

@@ -219,9 +219,12 @@ class FineTuningRun:
     def train_or_restore(self, train_dataset_fn=None) -> Optional[float]:
         """With `train_dataset_fn` (do_train): trains to num_train_steps, resuming from
         output_dir, and returns the seconds taken. Without: restores output_dir's newest
-        checkpoint, else loads init_checkpoint, and returns None."""
+        checkpoint (which --export_only requires), else loads init_checkpoint; returns None."""
         if train_dataset_fn is None:
             if self.trainer.restore() is None:
+                if self.settings.export_only:
+                    raise ValueError(f"--export_only: no checkpoint in --output_dir="
+                                     f"{self.settings.output_dir} to export (train there first)")
                 self.load_init_checkpoint()
             return None
         start = time.time()
@@ -232,12 +235,6 @@ class FineTuningRun:
     def predict_fn(self):
         """`make_predict_fn` for this run's model."""
         return make_predict_fn(self.model, jit_compile=self.settings.jit_compile)
-
-    def restore_for_export(self):
-        """--export_only: OUTPUT_DIR's newest checkpoint, which must exist."""
-        if self.trainer.restore() is None:
-            raise ValueError(f"--export_only: no checkpoint in --output_dir="
-                             f"{self.settings.output_dir} to export (train there first)")
 
     @property
     def global_step(self) -> int:
