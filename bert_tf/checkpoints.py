@@ -1390,6 +1390,19 @@ def find_sentence_pooling(path):
     return _SENTENCE_POOLING_MODES[declared[0]]
 
 
+def find_sentence_normalization(path) -> bool:
+    """True when the sentence-transformers `modules.json` beside the checkpoint at `path`
+    lists a Normalize module (the sentence embedding is then L2-normalized)."""
+    modules_file = os.path.join(checkpoint_directory(path), "modules.json")
+    if not os.path.isfile(modules_file):
+        return False
+    modules = _read_json(modules_file)
+    if not isinstance(modules, list):
+        raise ValueError(f"{modules_file}: expected a JSON list of modules")
+    return any(isinstance(m, dict) and str(m.get("type", "")).endswith(".Normalize")
+               for m in modules)
+
+
 def _read_json(path):
     with open(path, "r", encoding="utf-8") as f:
         try:

@@ -25,7 +25,6 @@ from absl import logging
 from bert_tf import files, finetuning
 from bert_tf.finetuning import FineTuningSettings
 
-LABEL_LIST_FILE = "label_list.txt"
 CLASSIFIER_CONFIG_FILE = "classifier_config.json"
 SINGLE_TEXT_TASKS = ("cola", "sst-2", "sst2")
 
@@ -72,7 +71,7 @@ class ClassifierSettings(FineTuningSettings):
                                                       and not self.text_b_column)
 
 
-def _recorded_pooling(directory):
+def recorded_pooling(directory):
     """The pooling a previous run_classifier recorded in `directory`, or None."""
     from bert_tf.config import CLASSIFIER_POOLINGS
 
@@ -103,7 +102,7 @@ def resolve_pooling(settings: ClassifierSettings):
     if ckpt:
         candidates.append(checkpoints.checkpoint_directory(ckpt))
     for directory in candidates:
-        pooling = _recorded_pooling(directory)
+        pooling = recorded_pooling(directory)
         if pooling:
             return pooling, os.path.join(directory, CLASSIFIER_CONFIG_FILE)
     # A declared sentence pooling makes one text's embedding; two texts packed into one
@@ -120,11 +119,7 @@ def resolve_pooling(settings: ClassifierSettings):
 
 def _saved_generic_labels(settings: ClassifierSettings):
     """A previous training run's label list (generic task), for eval/predict-only runs."""
-    saved = os.path.join(settings.output_dir, LABEL_LIST_FILE)
-    if settings.do_train or not os.path.isfile(saved):
-        return None
-    with open(saved, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f if line.rstrip("\n")]
+    return None if settings.do_train else finetuning.read_label_list(settings.output_dir)
 
 
 def processor_of(settings: ClassifierSettings):
@@ -315,8 +310,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
         files.atomic_write(os.path.join(settings.output_dir, CLASSIFIER_CONFIG_FILE),
                            json.dumps({"pooling": pooling}) + "\n")
         if processor.name == "generic" and label_list:
-            files.atomic_write(os.path.join(settings.output_dir, LABEL_LIST_FILE),
-                               "".join(f"{label}\n" for label in label_list))
+            finetuning.write_label_list(settings.output_dir, label_list)
         logging.info("***** Running training *****  examples %d, batch %d, steps %d, warmup %d, "
                      "truncated %d", len(train_features), settings.train_batch_size,
                      run.num_train_steps, run.num_warmup_steps, train_features.num_truncated)

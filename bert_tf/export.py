@@ -29,7 +29,6 @@ and its outputs are per word. `predict.py` calls the same functions in process.
 
 import argparse
 import dataclasses
-import json
 import os
 import re
 import shutil
@@ -652,35 +651,9 @@ def export_model(export_dir: str, model: keras.Model, kind: str, vocab,
 # From a checkpoint: bert-export / python -m bert_tf.export
 # ---------------------------------------------------------------------------------------------
 
-LABEL_LIST_FILE = "label_list.txt"  # what run_classifier (generic tasks) and run_ner write
-CLASSIFIER_CONFIG_FILE = "classifier_config.json"  # run_classifier's {"pooling": ...}
 # Original names of the head variables each kind cannot do without.
 _REQUIRED_HEADS = {"classifier": ("output_weights",), "regression": ("output_weights",),
                    "ner": ("output_weights",), "pretrainer": ("cls/predictions/",)}
-
-
-def find_sentence_normalization(path) -> bool:
-    """True when the sentence-transformers `modules.json` beside the checkpoint at `path`
-    lists a Normalize module (the embedding is then L2-normalized)."""
-    from bert_tf import checkpoints
-
-    modules_file = os.path.join(checkpoints.checkpoint_directory(path), "modules.json")
-    if not os.path.isfile(modules_file):
-        return False
-    try:
-        with open(modules_file, encoding="utf-8") as f:
-            modules = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{modules_file}: not valid JSON ({e})") from None
-    if not isinstance(modules, list):
-        raise ValueError(f"{modules_file}: expected a JSON list of modules")
-    return any(isinstance(m, dict) and str(m.get("type", "")).endswith(".Normalize")
-               for m in modules)
-
-
-def _read_lines(path):
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f if line.strip()]
 
 
 @dataclasses.dataclass
@@ -703,7 +676,7 @@ class CheckpointSettings:
 def load_for_serving(settings: CheckpointSettings) -> ServingFunctions:
     """Builds the model of `settings.kind` from the checkpoint's config, loads its weights and
     returns its serving functions. Every file and setting is checked before the weights load."""
-    from bert_tf import checkpoints, models
+    from bert_tf import checkpoints, classifier, finetuning, models
 
     kind = settings.kind
     if kind not in KINDS:
@@ -730,28 +703,18 @@ def load_for_serving(settings: CheckpointSettings) -> ServingFunctions:
                          f"max_position_embeddings ({config.max_position_embeddings})")
 
     labels = list(settings.label_list or [])
-    label_file = os.path.join(directory, LABEL_LIST_FILE)
     if not labels and kind in ("classifier", "ner"):
-        if not os.path.isfile(label_file):
-            raise ValueError(f"--label_list is required for --kind={kind}: no {LABEL_LIST_FILE} "
-                             f"beside --checkpoint={path}")
-        labels = _read_lines(label_file)
+        labels = finetuning.read_label_list(directory)
+        if labels is None:
+            raise ValueError(f"--label_list is required for --kind={kind}: no "
+                             f"{finetuning.LABEL_LIST_FILE} beside --checkpoint={path}")
 
     options = {}
     if kind in ("classifier", "regression"):
-        pooling = settings.classifier_pooling
-        pooling_file = os.path.join(directory, CLASSIFIER_CONFIG_FILE)
-        if pooling is None and os.path.isfile(pooling_file):
-            with open(pooling_file, encoding="utf-8") as f:
-                try:
-                    record = json.load(f)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{pooling_file}: not valid JSON ({e})") from None
-            pooling = record.get("pooling") if isinstance(record, dict) else None
-        pooling = pooling or "pooler"
+        pooling = settings.classifier_pooling or classifier.recorded_pooling(directory) or "pooler"
         if pooling not in models.CLASSIFIER_POOLINGS:
-            raise ValueError(f"classifier pooling {pooling!r} (--classifier_pooling or "
-                             f"{pooling_file}): expected one of {models.CLASSIFIER_POOLINGS}")
+            raise ValueError(f"--classifier_pooling={pooling!r}: expected one of "
+                             f"{models.CLASSIFIER_POOLINGS}")
         model = models.BertClassifier(config, num_labels=1 if kind == "regression" else len(labels),
                                       pooling=pooling)
         options.update(label_list=labels, pair=settings.pair)
@@ -766,7 +729,7 @@ def load_for_serving(settings: CheckpointSettings) -> ServingFunctions:
         pooling = settings.sentence_pooling or checkpoints.find_sentence_pooling(path) or "cls"
         normalize = settings.normalize
         if normalize is None:
-            normalize = find_sentence_normalization(path)
+            normalize = checkpoints.find_sentence_normalization(path)
         options.update(sentence_pooling=pooling, normalize=normalize)
     functions = serving_functions(model, kind, vocab, do_lower_case=do_lower_case,
                                   max_seq_length=max_seq_length, **options)

@@ -29,6 +29,7 @@ from bert_tf import files
 
 EVAL_RESULTS_FILE = "eval_results.txt"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+LABEL_LIST_FILE = "label_list.txt"  # a task's labels, one a line, index = class id
 
 
 @dataclasses.dataclass
@@ -167,6 +168,24 @@ def copy_model_files(output_dir: str, model_files: ModelFiles):
     files.atomic_copy(model_files.vocab_file, os.path.join(output_dir, "vocab.txt"))
     files.atomic_write(os.path.join(output_dir, TOKENIZER_CONFIG_FILE),
                        json.dumps({"do_lower_case": model_files.do_lower_case}) + "\n")
+
+
+def write_label_list(output_dir: str, labels: List[str]) -> str:
+    """OUTPUT_DIR/label_list.txt, so evaluate/predict/export runs know the classes."""
+    return files.atomic_write(os.path.join(output_dir, LABEL_LIST_FILE),
+                              "".join(f"{label}\n" for label in labels))
+
+
+def read_label_list(directory: str) -> Optional[List[str]]:
+    """The labels a training run wrote to `directory`, or None when it has no label_list.txt."""
+    path = os.path.join(directory, LABEL_LIST_FILE)
+    if not os.path.isfile(path):
+        return None
+    labels = [line.rstrip("\r\n") for line in files.read_text(path).splitlines()]
+    labels = [label for label in labels if label]
+    if not labels:
+        raise ValueError(f"{path}: no labels; expected one label a line")
+    return labels
 
 
 def num_train_steps_of(num_examples: int, settings: FineTuningSettings) -> int:

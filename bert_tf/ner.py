@@ -26,10 +26,9 @@ from typing import List, Optional
 
 from absl import logging
 
-from bert_tf import files, finetuning
+from bert_tf import finetuning
 from bert_tf.finetuning import FineTuningSettings
 
-LABEL_LIST_FILE = "label_list.txt"
 TAG_SCHEMES = ("auto", "IOB1", "BIO", "BIOES")
 
 
@@ -99,12 +98,11 @@ def _saved_label_list(settings: NerSettings) -> Optional[List[str]]:
     if settings.init_checkpoint:
         directories.append(checkpoints.checkpoint_directory(settings.init_checkpoint))
     for directory in directories:
-        path = os.path.join(directory, LABEL_LIST_FILE)
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                labels = [line.rstrip("\n") for line in f if line.rstrip("\n")]
-            if not labels or labels[0] != "O":
-                raise ValueError(f"{path}: expected one label a line, 'O' first")
+        labels = finetuning.read_label_list(directory)
+        if labels is not None:
+            if labels[0] != "O":
+                raise ValueError(f"{os.path.join(directory, finetuning.LABEL_LIST_FILE)}: "
+                                 f"expected 'O' as the first label")
             return labels
     return None
 
@@ -220,7 +218,7 @@ def run_ner(settings: NerSettings, strategy=None):
     else:
         label_list = _saved_label_list(settings)
         if label_list is None:
-            raise ValueError(f"no {LABEL_LIST_FILE} in --output_dir={settings.output_dir} or "
+            raise ValueError(f"no {finetuning.LABEL_LIST_FILE} in --output_dir={settings.output_dir} or "
                              f"beside --init_checkpoint: evaluate/predict-only runs need the "
                              f"labels of a training run (run with --do_train first)")
         model_scheme = ner_data.model_scheme_of_labels(label_list)
@@ -250,8 +248,7 @@ def run_ner(settings: NerSettings, strategy=None):
     timings, train_dataset_fn = {}, None
     if settings.do_train:
         finetuning.copy_model_files(settings.output_dir, model_files)
-        files.atomic_write(os.path.join(settings.output_dir, LABEL_LIST_FILE),
-                           "".join(f"{label}\n" for label in label_list))
+        finetuning.write_label_list(settings.output_dir, label_list)
         logging.info("***** Running training *****  sentences %d, windows %d (%d sentences "
                      "split), batch %d, steps %d, warmup %d", train_features.num_sentences,
                      train_features.num_windows, train_features.num_split_sentences,

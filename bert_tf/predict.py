@@ -91,12 +91,12 @@ def find_saved_model(path: str):
 
 
 def guess_kind(checkpoint: str, texts: Sequence[str]) -> str:
-    from bert_tf import checkpoints, export
+    from bert_tf import checkpoints, classifier, export, finetuning
 
     directory = checkpoints.checkpoint_directory(checkpoint)
-    if os.path.isfile(os.path.join(directory, export.CLASSIFIER_CONFIG_FILE)):
+    if os.path.isfile(os.path.join(directory, classifier.CLASSIFIER_CONFIG_FILE)):
         return "classifier"
-    if os.path.isfile(os.path.join(directory, export.LABEL_LIST_FILE)):
+    if os.path.isfile(os.path.join(directory, finetuning.LABEL_LIST_FILE)):
         return "ner"
     if any(export.MASK_TOKEN in text for text in texts):
         return "pretrainer"
