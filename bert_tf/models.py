@@ -293,8 +293,6 @@ class _BertWithClassifierHead(_BertModel):
         return config
 
 
-
-
 @keras.saving.register_keras_serializable(package="bert_tf")
 class BertClassifier(_BertWithClassifierHead):
     """Sequence classifier of run_classifier: dropout + dense on one vector per sequence.

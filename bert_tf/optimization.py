@@ -183,10 +183,7 @@ class _BertOptimizerBase(tf.Module):
 
     def uses_weight_decay(self, variable):
         """False for variables whose full path contains an excluded word (LayerNorm, bias)."""
-        if self.weight_decay_rate == 0.0:
-            return False
-        path = variable_path(variable)
-        return not any(re.search(pattern, path) for pattern in self.exclude_from_weight_decay)
+        return _uses_weight_decay(variable, self.weight_decay_rate, self.exclude_from_weight_decay)
 
     # -- the update ----------------------------------------------------------------------------
 
@@ -266,6 +263,13 @@ class _BertOptimizerBase(tf.Module):
         if should_apply is not None:
             value = tf.where(should_apply, value, old)
         return target.assign(value, read_value=False)
+
+
+def _uses_weight_decay(variable, weight_decay_rate, exclude_from_weight_decay):
+    if weight_decay_rate == 0.0:
+        return False
+    path = variable_path(variable)
+    return not any(re.search(pattern, path) for pattern in exclude_from_weight_decay)
 
 
 @tf.function(jit_compile=True, autograph=False)
@@ -448,24 +452,19 @@ class KerasAdamWeightDecay(keras.optimizers.Optimizer):
         self._v = [self.add_variable_from_reference(v, "adam_v") for v in var_list]
 
     def uses_weight_decay(self, variable):
-        if self.weight_decay_rate == 0.0:
-            return False
-        path = variable_path(variable)
-        return not any(re.search(pattern, path) for pattern in self.exclude_from_weight_decay)
+        return _uses_weight_decay(variable, self.weight_decay_rate, self.exclude_from_weight_decay)
 
     def update_step(self, gradient, variable, learning_rate):
-        from keras import ops
-
         index = self._get_variable_index(variable)
         m, v = self._m[index], self._v[index]
-        gradient = ops.cast(gradient, variable.dtype)
-        learning_rate = ops.cast(learning_rate, variable.dtype)
-        self.assign(m, self.beta_1 * m + (1.0 - self.beta_1) * gradient)
-        self.assign(v, self.beta_2 * v + (1.0 - self.beta_2) * ops.square(gradient))
-        update = m / (ops.sqrt(v) + self.epsilon)
-        if self.uses_weight_decay(variable):
-            update = update + self.weight_decay_rate * variable
-        self.assign_sub(variable, learning_rate * update)
+        next_m, next_v, next_w = _adam_weight_decay_math(
+            tf.cast(gradient, variable.dtype), tf.convert_to_tensor(m), tf.convert_to_tensor(v),
+            tf.convert_to_tensor(variable), tf.cast(learning_rate, variable.dtype),
+            self.beta_1, self.beta_2, self.epsilon,
+            self.weight_decay_rate if self.uses_weight_decay(variable) else None)
+        self.assign(m, next_m)
+        self.assign(v, next_v)
+        self.assign(variable, next_w)
 
     def get_config(self):
         config = super().get_config()
