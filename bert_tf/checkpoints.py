@@ -761,21 +761,29 @@ def keras_hub_classes():
 
     @keras.saving.register_keras_serializable(package="bert_tf", name="BertBackbone")
     class BertBackboneWithActivation(keras_hub.models.BertBackbone):
-        """keras-hub's BertBackbone with the feed-forward activation of `hidden_act`."""
+        """keras-hub's BertBackbone with the feed-forward activation of `hidden_act` and the
+        LayerNorm epsilon `layer_norm_eps` (keras-hub's is always 1e-12)."""
 
-        def __init__(self, *args, hidden_act="gelu", **kwargs):
+        def __init__(self, *args, hidden_act="gelu", layer_norm_eps=1e-12, **kwargs):
             super().__init__(*args, **kwargs)
             self.hidden_act = hidden_act
+            self.layer_norm_eps = layer_norm_eps
             activation = get_activation(hidden_act)
             # The functional graph calls each layer again at run time, so replacing the
-            # activation of the already-built Dense changes what the model computes.
+            # activation (or epsilon) of the already-built layers changes what it computes.
+            self.embeddings_layer_norm.epsilon = layer_norm_eps
             for layer in self.transformer_layers:
                 layer.activation = activation
                 layer._feedforward_intermediate_dense.activation = activation
+                layer.layer_norm_epsilon = layer_norm_eps
+                layer._self_attention_layer_norm.epsilon = layer_norm_eps
+                layer._feedforward_layer_norm.epsilon = layer_norm_eps
 
         def get_config(self):
             config = super().get_config()
             config["hidden_act"] = self.hidden_act
+            if self.layer_norm_eps != 1e-12:
+                config["layer_norm_eps"] = self.layer_norm_eps
             return config
 
     @keras.saving.register_keras_serializable(package="bert_tf", name="BertMaskedLM")
@@ -791,8 +799,9 @@ def keras_hub_classes():
             head = self.masked_lm_head
             head.intermediate_activation = activation
             head._intermediate_dense.activation = activation
-            head.layer_norm_epsilon = 1e-12
-            head._intermediate_layer_norm.epsilon = 1e-12
+            epsilon = getattr(backbone, "layer_norm_eps", 1e-12)
+            head.layer_norm_epsilon = epsilon
+            head._intermediate_layer_norm.epsilon = epsilon
 
     @keras.saving.register_keras_serializable(package="bert_tf", name="BertTextClassifier")
     class BertTextClassifierWithActivation(keras_hub.models.BertTextClassifier):
@@ -853,6 +862,7 @@ def _keras_hub_config(directory):
             attention_probs_dropout_prob=values.get("dropout", 0.1),
             max_position_embeddings=values.get("max_sequence_length", 512),
             type_vocab_size=values.get("num_segments", 2),
+            layer_norm_eps=values.get("layer_norm_eps", 1e-12),
         )
     except KeyError as e:
         raise ValueError(f"{config_file}: BertBackbone config lacks {e.args[0]!r}") from None
