@@ -841,7 +841,15 @@ def _keras_hub_preset(directory):
 
 
 def _keras_hub_values(directory):
-    _, model = _keras_hub_preset(directory)
+    import random
+
+    # Building keras-hub's model draws initializer seeds from Python's random state: restored,
+    # so reading a preset (e.g. in a validation pass) changes no later initialisation.
+    state = random.getstate()
+    try:
+        _, model = _keras_hub_preset(directory)
+    finally:
+        random.setstate(state)
     return {variable.path: np.asarray(variable.numpy()) for variable in model.weights}
 
 
@@ -949,7 +957,8 @@ def _read_errors():
     """What reading one tensor of a damaged file raises (TensorFlow, safetensors, NumPy)."""
     import tensorflow as tf
 
-    errors = [tf.errors.OpError, OSError, ValueError]
+    # TensorFlow's checkpoint reader raises IndexError for a data file cut short.
+    errors = [tf.errors.OpError, OSError, ValueError, IndexError]
     try:
         from safetensors import SafetensorError
 
@@ -1096,12 +1105,15 @@ def _judge(match, entries, kind, pooling, reader, path, target, extra_layers, al
     problem_names = (lacking + [e.original_name for e, _, _, _ in match.mismatched]
                      + [e.original_name for e, _, _ in match.unreadable])
     if problems and not allow_partial:
+        if target == "its own config":
+            advice = "the checkpoint and its config disagree: re-copy or re-create them"
+        else:
+            advice = ("use the checkpoint's own config (bert_tf.checkpoints.read_config), or pass "
+                      "--allow_partial_checkpoint (allow_partial=True) to start these variables "
+                      "from their initial values")
         raise CheckpointMismatchError(
-            f"{path}: the checkpoint does not fit {target}: "
-            + "; ".join(problems)
-            + ". Use the checkpoint's own bert_config.json (bert_tf.checkpoints.read_config), or "
-            "pass --allow_partial_checkpoint (allow_partial=True) to start these variables from "
-            "their initial values") from (match.unreadable[0][2] if match.unreadable else None)
+            f"{path}: the checkpoint does not fit {target}: {'; '.join(problems)}. {advice}"
+        ) from (match.unreadable[0][2] if match.unreadable else None)
     if problems and log:
         logging.warning("%s: allow_partial: %s. These %d variables start from their initial "
                         "values: %s", path, "; ".join(problems), len(problem_names),
@@ -1112,9 +1124,11 @@ def _judge(match, entries, kind, pooling, reader, path, target, extra_layers, al
 def _shape_hint(mismatched):
     hints = []
     for entry, _, found, expected in mismatched:
+        if found[:1] == expected[:1]:
+            continue
         if entry.mapping.original == "bert/embeddings/word_embeddings":
             hints.append(f"vocab_size differs: checkpoint {found[0]}, model {expected[0]}")
-        elif entry.mapping.original == "output_weights" and found[1:] == expected[1:]:
+        elif entry.mapping.original == "output_weights":
             hints.append(f"num_labels differs: checkpoint {found[0]}, model {expected[0]}")
         elif entry.mapping.original == "bert/embeddings/LayerNorm/gamma":
             hints.append(f"hidden_size differs: checkpoint {found[0]}, model {expected[0]}")
