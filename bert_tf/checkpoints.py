@@ -1106,11 +1106,11 @@ def _judge(match, entries, kind, pooling, reader, path, target, extra_layers, al
                      + [e.original_name for e, _, _ in match.unreadable])
     if problems and not allow_partial:
         if target == "its own config":
-            advice = "the checkpoint and its config disagree: re-copy or re-create them"
+            advice = "The checkpoint and its config disagree: re-copy or re-create them"
         else:
-            advice = ("use the checkpoint's own config (bert_tf.checkpoints.read_config), or pass "
-                      "--allow_partial_checkpoint (allow_partial=True) to start these variables "
-                      "from their initial values")
+            advice = ("Use the checkpoint's own config (bert_tf.checkpoints.read_config), or pass "
+                      "--allow_partial_checkpoint (allow_partial=True) to load what fits and start "
+                      "the rest from its initial values")
         raise CheckpointMismatchError(
             f"{path}: the checkpoint does not fit {target}: {'; '.join(problems)}. {advice}"
         ) from (match.unreadable[0][2] if match.unreadable else None)

@@ -137,6 +137,20 @@ def test_a_truncated_tf1_data_file_is_an_error_naming_the_data_file(tmp_path):
         checkpoints.check_checkpoint(prefix, c)  # the validation pass reads the data too
 
 
+def test_converting_a_partial_head_is_an_error_unless_allowed(tmp_path, caplog):
+    c = config()
+    weights = encoder_weights(c)
+    weights["cls/predictions/output_bias"] = np.zeros(c.vocab_size, np.float32)  # the rest absent
+    prefix = write_tf1(str(tmp_path / "ckpt"), weights, c)
+    with pytest.raises(CheckpointMismatchError, match="head masked_lm_head is incomplete: it has "
+                       "cls/predictions/output_bias but lacks cls/predictions/transform/dense/kernel"):
+        checkpoints.read_weights(prefix)
+    with caplog.at_level(py_logging.WARNING):
+        read = checkpoints.read_weights(prefix, allow_partial=True)
+    assert read.heads == () and "cls/predictions/output_bias" not in read.values
+    assert any("masked_lm_head is incomplete" in r.getMessage() for r in caplog.records)
+
+
 def hugging_face_dir(directory, c, weights, **config_overrides):
     """A Hugging Face BertModel folder: names and [out, in] layout written out here."""
     tensors = {}
