@@ -339,3 +339,29 @@ def test_fill_mask_answers_of_a_pretrainer_without_its_mlm_head_carry_a_warning(
         assert row["warning"] == ("warning: the masked-LM head is not in the checkpoint; these "
                                   "predictions are random")
     assert any("no masked_lm_head" in r.getMessage() for r in caplog.records)
+
+
+def test_run_pretraining_checks_init_checkpoint_before_output_dir(tmp_path):
+    from bert_tf.data.pretraining_instances import create_pretraining_data
+    from bert_tf.pretraining import PretrainingSettings, run_pretraining
+
+    words = "the capital of france is paris london a city good bad film very not".split()
+    (tmp_path / "corpus.txt").write_text(
+        "\n".join(" ".join(words[i:] + words[:i]) + ("\n" if i % 3 == 2 else "")
+                  for i in range(12)) + "\n", encoding="utf-8")
+    records = str(tmp_path / "train.tfrecord")
+    create_pretraining_data([str(tmp_path / "corpus.txt")], [records],
+                            write_model_files(str(tmp_path), VOCAB)[0], max_seq_length=16,
+                            max_predictions_per_seq=3, dupe_factor=1, random_seed=1)
+    _, config_file = write_model_files(str(tmp_path), VOCAB, max_position_embeddings=16,
+                                       intermediate_size=96)
+    prefix = write_tf1(str(tmp_path / "ckpt"), encoder_weights(config()), config())
+    output_dir = tmp_path / "out"
+    settings = PretrainingSettings(bert_config_file=config_file, input_file=records,
+                                   output_dir=str(output_dir), init_checkpoint=prefix,
+                                   max_seq_length=16, max_predictions_per_seq=3, do_train=True,
+                                   train_batch_size=4, num_train_steps=2, num_warmup_steps=0)
+    with pytest.raises(CheckpointMismatchError, match=r"^--init_checkpoint: .*bert/encoder/layer_0/"
+                       r"intermediate/dense/kernel checkpoint \[32, 64\] vs model \[32, 96\]"):
+        run_pretraining(settings)
+    assert not output_dir.exists()
