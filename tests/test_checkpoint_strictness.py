@@ -365,3 +365,17 @@ def test_run_pretraining_checks_init_checkpoint_before_output_dir(tmp_path):
                        r"intermediate/dense/kernel checkpoint \[32, 64\] vs model \[32, 96\]"):
         run_pretraining(settings)
     assert not output_dir.exists()
+
+
+@pytest.mark.parametrize("to", ["huggingface", "keras_hub", "original"])
+def test_layer_norm_eps_travels_through_conversion(tmp_path, to):
+    from bert_tf import convert
+
+    c = config(layer_norm_eps=1e-5)
+    weights = checkpoints.BertWeights(config=c, values=encoder_weights(c), source="test")
+    result = convert.write_weights(weights, str(tmp_path / to), to)
+    assert checkpoints.read_config(result.output_dir).layer_norm_eps == 1e-5
+    if to == "keras_hub":  # keras-hub's own loader builds LayerNorms with that epsilon
+        backbone = checkpoints._keras_hub_preset(result.output_dir)[1]
+        assert backbone.embeddings_layer_norm.epsilon == 1e-5
+        assert backbone.transformer_layers[1]._feedforward_layer_norm.epsilon == 1e-5
