@@ -980,9 +980,10 @@ class _Match:
     consumed: set  # checkpoint names that belong to an entry
 
 
-def _match(reader, entries, expected_shapes, read_values=True) -> _Match:
+def _match(reader, entries, expected_shapes, read_values=True, keep_values=True) -> _Match:
     """Finds every entry in `reader`: its shape checked against `expected_shapes` (original
-    name -> shape in the original layout), its value read when `read_values`. Nothing is
+    name -> shape in the original layout), its value read when `read_values` (and kept when
+    `keep_values`; else dropped at once, so a check holds one tensor at a time). Nothing is
     skipped: an entry is found, missing, mismatched or unreadable."""
     errors = _read_errors()
     match = _Match({}, {}, [], [], [], set())
@@ -1004,7 +1005,7 @@ def _match(reader, entries, expected_shapes, read_values=True) -> _Match:
         if shape != expected:
             match.mismatched.append((entry, name, shape, expected))
             continue
-        match.values[entry.original_name] = value
+        match.values[entry.original_name] = value if keep_values else None
         match.names[entry.original_name] = name
     return match
 
@@ -1235,7 +1236,7 @@ def check_checkpoint(path, config, kind="encoder", num_labels=None, pooling="poo
     if kind not in MODEL_KINDS:
         raise ValueError(f"check_checkpoint: kind must be one of {MODEL_KINDS}, got {kind!r}")
     location = _locate(path)
-    structural = _structural_model(config, kind, num_labels) if location.format == TF2 else None
+    structural = _structural_model(config, kind) if location.format == TF2 else None
     if structural is not None:
         # bert_tf's object graphs are matched through a model of the same structure (a copy
         # with tiny dimensions has the same attribute paths; the shapes come from `config`).
@@ -1246,7 +1247,7 @@ def check_checkpoint(path, config, kind="encoder", num_labels=None, pooling="poo
         entries = [e for e in _entries(config) if e.mapping.part in ("encoder",) + heads]
     reader = _open_reader(location, structural)
     expected = {e.original_name: _expected_shape(e.mapping, config, num_labels) for e in entries}
-    match = _match(reader, entries, expected, read_values=read_values)
+    match = _match(reader, entries, expected, read_values=read_values, keep_values=False)
     report = LoadReport(path=location.path, format=location.format)
     for name in reader.names:
         if name not in match.consumed:
@@ -1261,6 +1262,9 @@ def check_checkpoint(path, config, kind="encoder", num_labels=None, pooling="poo
     report.new, report.new_heads, _ = _judge(match, entries, kind, pooling, reader, location.path,
                                              f"the {model_name} of this config", extra,
                                              allow_partial, log=False)
+    if not match.values:
+        raise CheckpointMismatchError(f"{location.path}: no variable of this {reader.description} "
+                                      f"fits the model, even with allow_partial")
     report.loaded = list(match.names)
     report.missing = [e.original_name for e in match.missing]
     report.mismatched = [e.original_name for e, _, _, _ in match.mismatched]
@@ -1268,7 +1272,7 @@ def check_checkpoint(path, config, kind="encoder", num_labels=None, pooling="poo
     return report
 
 
-def _structural_model(config, kind, num_labels=None):
+def _structural_model(config, kind):
     """A model of `kind` with `config`'s number of layers and activation but dimensions of 1:
     the same variable paths as the real model, almost no memory. Python's random state, from
     which Keras draws initializer and dropout seeds, is restored afterwards, so building it
