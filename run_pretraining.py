@@ -53,6 +53,11 @@ flags.DEFINE_integer("gradient_accumulation_steps", 1,
 flags.DEFINE_string("eval_input_file", None,
                     "TFRecords for --do_eval (default: --input_file, as the original).")
 flags.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints to keep in output_dir.")
+flags.DEFINE_bool("allow_partial_checkpoint", False,
+                  "Load what fits of --init_checkpoint and start the rest from initial values, "
+                  "with a warning naming them (default: encoder variables it lacks, has in "
+                  "another shape or cannot read are an error; missing MLM/NSP heads start new "
+                  "with a warning).")
 cli.define_common_flags()
 flags.adopt_module_key_flags(cli)  # --help lists the shared flags too
 

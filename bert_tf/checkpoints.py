@@ -39,7 +39,12 @@ from typing import List, Optional, Tuple
 import numpy as np
 from absl import logging
 
+from bert_tf import files
+
 __all__ = [
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "check_checkpoint",
     "NAME_TABLE",
     "NameMapping",
     "LoadReport",
@@ -78,6 +83,8 @@ class NameMapping:
       axis is split ([H, heads, head_size] for an original [H, H] query/key/value kernel, and
       [heads, head_size] for its bias), "input" when the input axis is ([heads, head_size, H]
       for the attention output kernel).
+    shape: the original-layout shape, each dimension a BertConfig field name, "num_labels"
+      (the classifier's) or a number; what a checkpoint's shapes are checked against.
     """
 
     original: str
@@ -88,6 +95,7 @@ class NameMapping:
     keras_hub: Optional[str] = None
     keras_hub_transposed: bool = False
     keras_hub_heads: str = ""
+    shape: Tuple = ()
 
     @property
     def part(self):
@@ -95,13 +103,17 @@ class NameMapping:
         return self.model.split(".", 1)[0]
 
 
-def _dense(original, model, hf, keras_hub, keras_hub_heads=""):
+_H, _I = "hidden_size", "intermediate_size"
+
+
+def _dense(original, model, hf, keras_hub, keras_hub_heads="", shape=(_H, _H)):
     """Kernel and bias of a dense layer (Keras and TF1 kernels [in, out]; HF weight [out, in])."""
     return (
         NameMapping(f"{original}/kernel", f"{model}.kernel", (f"{hf}.weight",), hf_transposed=True,
-                    keras_hub=f"{keras_hub}/kernel", keras_hub_heads=keras_hub_heads),
+                    keras_hub=f"{keras_hub}/kernel", keras_hub_heads=keras_hub_heads, shape=shape),
         NameMapping(f"{original}/bias", f"{model}.bias", (f"{hf}.bias",), keras_hub=f"{keras_hub}/bias",
-                    keras_hub_heads="output" if keras_hub_heads == "output" else ""),
+                    keras_hub_heads="output" if keras_hub_heads == "output" else "",
+                    shape=shape[1:]),
     )
 
 
@@ -109,9 +121,9 @@ def _layer_norm(original, model, hf, keras_hub):
     """LayerNorm scale and offset; older Hugging Face files call them gamma/beta."""
     return (
         NameMapping(f"{original}/gamma", f"{model}.gamma", (f"{hf}.weight", f"{hf}.gamma"),
-                    keras_hub=f"{keras_hub}/gamma"),
+                    keras_hub=f"{keras_hub}/gamma", shape=(_H,)),
         NameMapping(f"{original}/beta", f"{model}.beta", (f"{hf}.bias", f"{hf}.beta"),
-                    keras_hub=f"{keras_hub}/beta"),
+                    keras_hub=f"{keras_hub}/beta", shape=(_H,)),
     )
 
 
@@ -125,18 +137,21 @@ NAME_TABLE: Tuple[NameMapping, ...] = (
         "encoder.embeddings.word_embeddings.embeddings",
         ("embeddings.word_embeddings.weight",),
         keras_hub="token_embedding/embeddings",
+        shape=("vocab_size", _H),
     ),
     NameMapping(
         "bert/embeddings/token_type_embeddings",
         "encoder.embeddings.token_type_embeddings.embeddings",
         ("embeddings.token_type_embeddings.weight",),
         keras_hub="segment_embedding/embeddings",
+        shape=("type_vocab_size", _H),
     ),
     NameMapping(
         "bert/embeddings/position_embeddings",
         "encoder.embeddings.position_embeddings.embeddings",
         ("embeddings.position_embeddings.weight",),
         keras_hub="position_embedding/embeddings",
+        shape=("max_position_embeddings", _H),
     ),
     *_layer_norm("bert/embeddings/LayerNorm", "encoder.embeddings.layer_norm", "embeddings.LayerNorm",
                 "embeddings_layer_norm"),
@@ -180,12 +195,14 @@ NAME_TABLE: Tuple[NameMapping, ...] = (
         f"{_LAYER}.intermediate",
         "encoder.layer.{i}.intermediate.dense",
         f"{_KH_LAYER}/feedforward_intermediate_dense",
+        shape=(_H, _I),
     ),
     *_dense(
         "bert/encoder/layer_{i}/output/dense",
         f"{_LAYER}.output_dense",
         "encoder.layer.{i}.output.dense",
         f"{_KH_LAYER}/feedforward_output_dense",
+        shape=(_I, _H),
     ),
     *_layer_norm(
         "bert/encoder/layer_{i}/output/LayerNorm",
@@ -213,6 +230,7 @@ NAME_TABLE: Tuple[NameMapping, ...] = (
         "masked_lm_head.output_bias",
         ("cls.predictions.bias", "cls.predictions.decoder.bias"),
         keras_hub="mlm_head/output_bias",
+        shape=("vocab_size",),
     ),
     # ---- next sentence head: [2, H] ([out, in]) in the three formats that have it (keras-hub
     # has no next-sentence head)
@@ -220,14 +238,17 @@ NAME_TABLE: Tuple[NameMapping, ...] = (
         "cls/seq_relationship/output_weights",
         "next_sentence_head.output_weights",
         ("cls.seq_relationship.weight",),
+        shape=(2, _H),
     ),
-    NameMapping("cls/seq_relationship/output_bias", "next_sentence_head.output_bias", ("cls.seq_relationship.bias",)),
+    NameMapping("cls/seq_relationship/output_bias", "next_sentence_head.output_bias", ("cls.seq_relationship.bias",),
+                shape=(2,)),
     # ---- run_classifier's head: top-level names, [num_labels, H]; bert_tf's Dense kernel is
     # [H, num_labels]. Hugging Face's sequence and token classifiers both use `classifier`;
     # keras-hub's BertTextClassifier (sequence classification only) names its Dense `logits`.
     NameMapping("output_weights", "classifier.kernel", ("classifier.weight",), model_transposed=True,
-                keras_hub="logits/kernel", keras_hub_transposed=True),
-    NameMapping("output_bias", "classifier.bias", ("classifier.bias",), keras_hub="logits/bias"),
+                keras_hub="logits/kernel", keras_hub_transposed=True, shape=("num_labels", _H)),
+    NameMapping("output_bias", "classifier.bias", ("classifier.bias",), keras_hub="logits/bias",
+                shape=("num_labels",)),
 )
 
 
@@ -417,8 +438,10 @@ def _locate(path) -> _Location:
 
     try:
         names = dict(tf.train.list_variables(prefix))
-    except Exception as e:  # a corrupt or foreign file
-        raise ValueError(f"{prefix}: cannot read the checkpoint ({e}); {_EXPECTED}") from e
+    except (tf.errors.OpError, OSError, ValueError) as e:  # a corrupt or foreign index file
+        raise CheckpointError(f"{prefix}.index: cannot read the checkpoint index "
+                              f"({type(e).__name__}: {_first_line(e)}); the file is damaged or "
+                              f"not a TensorFlow checkpoint; {_EXPECTED}") from e
     fmt = TF2 if "_CHECKPOINTABLE_OBJECT_GRAPH" in names else ORIGINAL
     return _Location(fmt, prefix, os.path.dirname(os.path.abspath(prefix)))
 
@@ -441,14 +464,20 @@ class _OriginalReader:
     def __init__(self, location):
         import tensorflow as tf
 
+        self.path = location.path
         self._reader = tf.train.load_checkpoint(location.path)
-        self.names = sorted(self._reader.get_variable_to_shape_map())
+        self._shapes = self._reader.get_variable_to_shape_map()
+        self.names = sorted(self._shapes)
 
-    def find(self, bound: _Bound):
+    def locate(self, bound: _Bound):
         name = bound.original_name
-        if name in self.names:
-            return name, self._reader.get_tensor(name)
-        return None
+        return name if name in self._shapes else None
+
+    def shape(self, name, bound: _Bound):
+        return tuple(int(d) for d in self._shapes[name])
+
+    def value(self, name, bound: _Bound):
+        return self._reader.get_tensor(name)
 
     @staticmethod
     def ignored(name):
@@ -461,7 +490,7 @@ class _HuggingFaceReader:
     description = "Hugging Face checkpoint"
 
     def __init__(self, location):
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         directory = location.path
         index_file = os.path.join(directory, "model.safetensors.index.json")
@@ -469,12 +498,25 @@ class _HuggingFaceReader:
         if os.path.isfile(single_file):
             files = {single_file}
             self._file_of = None
+            self.path = single_file
         else:
-            with open(index_file, "r", encoding="utf-8") as f:
-                weight_map = json.load(f)["weight_map"]
+            self.path = index_file
+            weight_map = _read_json(index_file)
+            weight_map = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
+            if not isinstance(weight_map, dict):
+                raise CheckpointError(f"{index_file}: expected a JSON object with a "
+                                      f"\"weight_map\" of tensor name -> shard file")
             self._file_of = {k: os.path.join(directory, v) for k, v in weight_map.items()}
             files = set(self._file_of.values())
-        self._handles = {f: safe_open(f, framework="np") for f in sorted(files)}
+        self._handles = {}
+        for file in sorted(files):
+            try:
+                self._handles[file] = safe_open(file, framework="np")
+            except (SafetensorError, OSError) as e:  # a truncated or foreign file
+                raise CheckpointError(
+                    f"{file}: cannot read the safetensors file ({type(e).__name__}: "
+                    f"{_first_line(e)}); the file is damaged or incomplete, re-download it"
+                ) from e
         if self._file_of is None:
             self._file_of = {k: single_file for k in self._handles[single_file].keys()}
         self.names = sorted(self._file_of)
@@ -483,17 +525,23 @@ class _HuggingFaceReader:
         prefixes = [n[: -len(suffix)] for n in self.names if n.endswith(suffix)]
         self._encoder_prefix = prefixes[0] if len(prefixes) == 1 else "bert."
 
-    def _get(self, name):
-        return self._handles[self._file_of[name]].get_tensor(name)
-
-    def find(self, bound: _Bound):
+    def locate(self, bound: _Bound):
         prefix = self._encoder_prefix if bound.mapping.part == "encoder" else ""
         for name in bound.hf_names():
-            name = prefix + name
-            if name in self._file_of:
-                value = self._get(name)
-                return name, (value.T if bound.mapping.hf_transposed else value)
+            if prefix + name in self._file_of:
+                return prefix + name
         return None
+
+    def shape(self, name, bound: _Bound):
+        shape = tuple(int(d) for d in self._handles[self._file_of[name]].get_slice(name).get_shape())
+        return shape[::-1] if bound.mapping.hf_transposed else shape
+
+    def value(self, name, bound: _Bound):
+        value = self._handles[self._file_of[name]].get_tensor(name)
+        return value.T if bound.mapping.hf_transposed else value
+
+    def file_of(self, name):
+        return self._file_of[name]
 
     def ignored(self, name):
         # Buffers (position_ids) and the MLM decoder matrix, which BERT ties to the embeddings.
@@ -518,7 +566,10 @@ class _TF2Reader:
         import tensorflow as tf
         from tensorflow.core.protobuf import trackable_object_graph_pb2
 
+        self.path = location.path
         self._reader = tf.train.load_checkpoint(location.path)
+        self._shapes = self._reader.get_variable_to_shape_map()
+        self._key_of = {}  # display name -> checkpoint key
         graph = trackable_object_graph_pb2.TrackableObjectGraph()
         graph.ParseFromString(self._reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
         self._children = [{c.local_name: c.node_id for c in node.children} for node in graph.nodes]
@@ -596,10 +647,9 @@ class _TF2Reader:
         queue = [(model, ())]
         while queue:
             obj, path = queue.pop(0)
-            try:
-                children = tf.train.TrackableView.children(obj)
-            except Exception:
-                continue
+            # Every object here is a trackable reached from the model: a failure is a bug (or a
+            # TensorFlow change) to report, never a reason to leave variables out unnoticed.
+            children = tf.train.TrackableView.children(obj)
             for name, child in children.items():
                 child_path = path + (name,)
                 if isinstance(child, tf.Variable) or hasattr(child, "assign") and hasattr(child, "shape"):
@@ -610,16 +660,24 @@ class _TF2Reader:
                     queue.append((child, child_path))
         return paths
 
-    def find(self, bound: _Bound):
+    def locate(self, bound: _Bound):
         if self._root is None:
             return None
         for path in self._paths_of.get(id(bound.variable), []):
             node = self._follow(self._root, path)
             if node in self._value_key:
-                value = self._reader.get_tensor(self._value_key[node])
                 name = self._display_name.get(node, self._name_of[node])
-                return name, (value.T if bound.mapping.model_transposed else value)
+                self._key_of[name] = self._value_key[node]
+                return name
         return None
+
+    def shape(self, name, bound: _Bound):
+        shape = tuple(int(d) for d in self._shapes[self._key_of[name]])
+        return shape[::-1] if bound.mapping.model_transposed else shape
+
+    def value(self, name, bound: _Bound):
+        value = self._reader.get_tensor(self._key_of[name])
+        return value.T if bound.mapping.model_transposed else value
 
     @staticmethod
     def ignored(name):
@@ -637,14 +695,25 @@ class _KerasHubReader:
     description = "keras-hub preset"
 
     def __init__(self, location):
-        self._values = _keras_hub_values(location.path)
+        self.path = location.path
+        try:
+            self._values = _keras_hub_values(location.path)
+        except CheckpointError:
+            raise
+        except (OSError, ValueError) as e:  # e.g. a truncated model.weights.h5
+            raise CheckpointError(f"{location.path}: cannot load the keras-hub preset "
+                                  f"({type(e).__name__}: {_first_line(e)})") from e
         self.names = sorted(self._values)
 
-    def find(self, bound: _Bound):
+    def locate(self, bound: _Bound):
         name = bound.keras_hub_name()
-        if name is None or name not in self._values:
-            return None
-        return name, _from_keras_hub_layout(bound.mapping, self._values[name])
+        return name if name is not None and name in self._values else None
+
+    def shape(self, name, bound: _Bound):
+        return tuple(self.value(name, bound).shape)
+
+    def value(self, name, bound: _Bound):
+        return _from_keras_hub_layout(bound.mapping, self._values[name])
 
     @staticmethod
     def ignored(name):
@@ -692,21 +761,29 @@ def keras_hub_classes():
 
     @keras.saving.register_keras_serializable(package="bert_tf", name="BertBackbone")
     class BertBackboneWithActivation(keras_hub.models.BertBackbone):
-        """keras-hub's BertBackbone with the feed-forward activation of `hidden_act`."""
+        """keras-hub's BertBackbone with the feed-forward activation of `hidden_act` and the
+        LayerNorm epsilon `layer_norm_eps` (keras-hub's is always 1e-12)."""
 
-        def __init__(self, *args, hidden_act="gelu", **kwargs):
+        def __init__(self, *args, hidden_act="gelu", layer_norm_eps=1e-12, **kwargs):
             super().__init__(*args, **kwargs)
             self.hidden_act = hidden_act
+            self.layer_norm_eps = layer_norm_eps
             activation = get_activation(hidden_act)
             # The functional graph calls each layer again at run time, so replacing the
-            # activation of the already-built Dense changes what the model computes.
+            # activation (or epsilon) of the already-built layers changes what it computes.
+            self.embeddings_layer_norm.epsilon = layer_norm_eps
             for layer in self.transformer_layers:
                 layer.activation = activation
                 layer._feedforward_intermediate_dense.activation = activation
+                layer.layer_norm_epsilon = layer_norm_eps
+                layer._self_attention_layer_norm.epsilon = layer_norm_eps
+                layer._feedforward_layer_norm.epsilon = layer_norm_eps
 
         def get_config(self):
             config = super().get_config()
             config["hidden_act"] = self.hidden_act
+            if self.layer_norm_eps != 1e-12:
+                config["layer_norm_eps"] = self.layer_norm_eps
             return config
 
     @keras.saving.register_keras_serializable(package="bert_tf", name="BertMaskedLM")
@@ -722,8 +799,9 @@ def keras_hub_classes():
             head = self.masked_lm_head
             head.intermediate_activation = activation
             head._intermediate_dense.activation = activation
-            head.layer_norm_epsilon = 1e-12
-            head._intermediate_layer_norm.epsilon = 1e-12
+            epsilon = getattr(backbone, "layer_norm_eps", 1e-12)
+            head.layer_norm_epsilon = epsilon
+            head._intermediate_layer_norm.epsilon = epsilon
 
     @keras.saving.register_keras_serializable(package="bert_tf", name="BertTextClassifier")
     class BertTextClassifierWithActivation(keras_hub.models.BertTextClassifier):
@@ -763,7 +841,15 @@ def _keras_hub_preset(directory):
 
 
 def _keras_hub_values(directory):
-    _, model = _keras_hub_preset(directory)
+    import random
+
+    # Building keras-hub's model draws initializer seeds from Python's random state: restored,
+    # so reading a preset (e.g. in a validation pass) changes no later initialisation.
+    state = random.getstate()
+    try:
+        _, model = _keras_hub_preset(directory)
+    finally:
+        random.setstate(state)
     return {variable.path: np.asarray(variable.numpy()) for variable in model.weights}
 
 
@@ -784,6 +870,7 @@ def _keras_hub_config(directory):
             attention_probs_dropout_prob=values.get("dropout", 0.1),
             max_position_embeddings=values.get("max_sequence_length", 512),
             type_vocab_size=values.get("num_segments", 2),
+            layer_norm_eps=values.get("layer_norm_eps", 1e-12),
         )
     except KeyError as e:
         raise ValueError(f"{config_file}: BertBackbone config lacks {e.args[0]!r}") from None
@@ -806,13 +893,33 @@ def _keras_hub_tokenizer(directory):
 # =============================================================================================
 
 
+class CheckpointError(files.DataFormatError):
+    """A checkpoint that cannot be read (a damaged, truncated or foreign file); the message
+    names the file."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint that does not fit the model: variables the model needs that the checkpoint
+    lacks, shapes other than the model's, transformer layers the model does not have, or
+    variables whose data cannot be read. The message names the checkpoint and each variable
+    (with both shapes where they differ), in one line. `allow_partial=True`
+    (`--allow_partial_checkpoint`) turns it into a warning."""
+
+
 @dataclasses.dataclass
 class LoadReport:
-    """What `load_checkpoint` did.
+    """What `load_checkpoint` did (or what `check_checkpoint` found it would do).
 
     loaded: original names of the model variables set from the checkpoint.
-    missing: original names of model variables the checkpoint lacks (they keep their
-      initial values; normal for a new head such as a classifier on a pretrained encoder).
+    missing: original names of model variables the checkpoint lacks.
+    mismatched: original names whose shape in the checkpoint is not the model's.
+    unreadable: original names whose data in the checkpoint cannot be read.
+    new: original names of the model variables left at their initial values: the heads the
+      checkpoint does not have (a classifier on a pretrained encoder; the MLM / NSP heads of
+      an encoder-only checkpoint), a pooler the model does not use, and with allow_partial
+      also everything missing, mismatched or unreadable.
+    new_heads: heads of the model (masked_lm_head, next_sentence_head, classifier) of which the
+      checkpoint has no variable at all.
     unused: checkpoint names (in the checkpoint's own naming) that went into no variable.
     ignored: checkpoint names skipped on purpose (optimizer slots, global_step, buffers).
     """
@@ -821,13 +928,17 @@ class LoadReport:
     format: str
     loaded: List[str] = dataclasses.field(default_factory=list)
     missing: List[str] = dataclasses.field(default_factory=list)
+    mismatched: List[str] = dataclasses.field(default_factory=list)
+    unreadable: List[str] = dataclasses.field(default_factory=list)
+    new: List[str] = dataclasses.field(default_factory=list)
+    new_heads: List[str] = dataclasses.field(default_factory=list)
     unused: List[str] = dataclasses.field(default_factory=list)
     ignored: List[str] = dataclasses.field(default_factory=list)
 
     def __str__(self):
         return (
             f"{self.format} checkpoint {self.path}: {len(self.loaded)} variables loaded, "
-            f"{len(self.missing)} missing from the checkpoint, {len(self.unused)} unused, "
+            f"{len(self.new)} start from their initial values, {len(self.unused)} unused, "
             f"{len(self.ignored)} ignored"
         )
 
@@ -842,77 +953,349 @@ def _open_reader(location, model):
     return _TF2Reader(location, model)
 
 
-def _shape_error(bound, checkpoint_name, checkpoint_shape, model_shape, path):
-    message = (
-        f"{path}: variable {bound.original_name} (checkpoint name {checkpoint_name}, bert_tf "
-        f"{bound.model_path}) has shape {list(checkpoint_shape)} in the checkpoint but "
-        f"{list(model_shape)} in the model (both in the original layout)"
-    )
-    if bound.mapping.original == "bert/embeddings/word_embeddings":
-        message += (
-            f"; vocab_size differs: checkpoint {checkpoint_shape[0]}, model {model_shape[0]} — "
-            "build the model from the checkpoint's config (bert_tf.checkpoints.read_config) "
-            "and use the checkpoint's vocab.txt"
-        )
-    elif bound.mapping.original == "output_weights":
-        message += "; num_labels differs"
-    return ValueError(message)
+def _read_errors():
+    """What reading one tensor of a damaged file raises (TensorFlow, safetensors, NumPy)."""
+    import tensorflow as tf
+
+    # TensorFlow's checkpoint reader raises IndexError for a data file cut short.
+    errors = [tf.errors.OpError, OSError, ValueError, IndexError]
+    try:
+        from safetensors import SafetensorError
+
+        errors.append(SafetensorError)
+    except ImportError:
+        pass
+    return tuple(errors)
 
 
-def load_checkpoint(model, path) -> LoadReport:
+@dataclasses.dataclass
+class _Match:
+    """Each table entry of a model looked up in a checkpoint (`_match`)."""
+
+    values: dict  # original name -> value (original layout) or None when not read
+    names: dict  # original name -> checkpoint name
+    missing: list  # _Bound
+    mismatched: list  # (_Bound, checkpoint name, checkpoint shape, model shape)
+    unreadable: list  # (_Bound, checkpoint name, exception)
+    consumed: set  # checkpoint names that belong to an entry
+
+
+def _match(reader, entries, expected_shapes, read_values=True, keep_values=True) -> _Match:
+    """Finds every entry in `reader`: its shape checked against `expected_shapes` (original
+    name -> shape in the original layout), its value read when `read_values` (and kept when
+    `keep_values`; else dropped at once, so a check holds one tensor at a time). Nothing is
+    skipped: an entry is found, missing, mismatched or unreadable."""
+    errors = _read_errors()
+    match = _Match({}, {}, [], [], [], set())
+    for entry in entries:
+        name = reader.locate(entry)
+        if name is None:
+            match.missing.append(entry)
+            continue
+        match.consumed.add(name)
+        try:
+            shape = reader.shape(name, entry)
+            value = np.asarray(reader.value(name, entry)) if read_values else None
+        except errors as error:
+            match.unreadable.append((entry, name, error))
+            continue
+        if value is not None:
+            shape = tuple(value.shape)
+        expected = tuple(expected_shapes[entry.original_name])
+        if shape != expected:
+            match.mismatched.append((entry, name, shape, expected))
+            continue
+        match.values[entry.original_name] = value if keep_values else None
+        match.names[entry.original_name] = name
+    return match
+
+
+def _expected_shape(mapping, config, num_labels=None):
+    """The original-layout shape the table declares for `mapping` under `config`."""
+    return tuple(d if isinstance(d, int) else (num_labels if d == "num_labels" else getattr(config, d))
+                 for d in mapping.shape)
+
+
+MODEL_KINDS = ("encoder", "pretrainer", "classifier", "token_classifier")
+
+
+def _kind_of(model):
+    """(kind, classifier pooling) of a bert_tf model."""
+    from bert_tf.models import BertClassifier, BertEncoder, BertPretrainer, BertTokenClassifier
+
+    if isinstance(model, BertPretrainer):
+        return "pretrainer", None
+    if isinstance(model, BertClassifier):
+        return "classifier", model.pooling
+    if isinstance(model, BertTokenClassifier):
+        return "token_classifier", None
+    if isinstance(model, BertEncoder):
+        return "encoder", None
+    raise TypeError(f"{type(model).__name__} is not a bert_tf model: expected a BertEncoder, "
+                    "BertPretrainer, BertClassifier or BertTokenClassifier")
+
+
+def _uses_pooler(kind, pooling, new_heads):
+    """Whether the model's outputs depend on the pooler (else it may start new)."""
+    if kind == "pretrainer":
+        return "next_sentence_head" not in new_heads  # only the NSP head reads it
+    if kind == "classifier":
+        return pooling == "pooler"
+    return kind == "encoder"  # its pooled_output
+
+
+def _names(names, limit=10):
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _first_line(error):
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _data_files(reader, names):
+    """The files holding the checkpoint names `names` (for messages)."""
+    if hasattr(reader, "file_of"):
+        return sorted({reader.file_of(n) for n in names})
+    found = sorted(glob.glob(glob.escape(reader.path) + ".data-*"))
+    return found or [reader.path]
+
+
+def _judge(match, entries, kind, pooling, reader, path, target, extra_layers, allow_partial,
+           log=True):
+    """Splits what the checkpoint lacks into what may start new (a head the checkpoint has
+    none of; a pooler the model does not use) and problems; raises CheckpointMismatchError
+    listing every problem unless `allow_partial`, which logs them as a warning instead.
+    Returns (new, new_heads, problem names)."""
+    missing = {e.original_name for e in match.missing}
+    new_heads = []
+    for head in HEADS:
+        names = [e.original_name for e in entries if e.mapping.part == head]
+        if names and all(n in missing for n in names):
+            new_heads.append(head)
+    allowed = {e.original_name for e in entries if e.mapping.part in new_heads}
+    if not _uses_pooler(kind, pooling, new_heads):
+        allowed.update(POOLER_NAMES)
+    lacking = [e.original_name for e in match.missing if e.original_name not in allowed]
+    new = [e.original_name for e in match.missing if e.original_name in allowed]
+
+    problems = []
+    if lacking:
+        problems.append(f"it lacks {len(lacking)} variable{'s' if len(lacking) > 1 else ''} the "
+                        f"model needs: {_names(lacking)}")
+    if match.mismatched:
+        shown = "; ".join(f"{e.original_name} checkpoint {list(found)} vs model {list(expected)}"
+                          for e, _, found, expected in match.mismatched[:10])
+        more = len(match.mismatched) - 10
+        problems.append(f"{len(match.mismatched)} shape{'s' if len(match.mismatched) > 1 else ''} "
+                        f"differ{'' if len(match.mismatched) > 1 else 's'}: {shown}"
+                        + (f"; and {more} more" if more > 0 else "") + _shape_hint(match.mismatched))
+    if match.unreadable:
+        unreadable_names = [e.original_name for e, _, _ in match.unreadable]
+        first = match.unreadable[0][2]
+        problems.append(
+            f"{len(unreadable_names)} variable{'s' if len(unreadable_names) > 1 else ''} cannot be "
+            f"read from {', '.join(_data_files(reader, [n for _, n, _ in match.unreadable]))}: "
+            f"{_names(unreadable_names)} ({type(first).__name__}: {_first_line(first)}); the file "
+            "is damaged or incomplete, re-copy it")
+    if extra_layers:
+        problems.append(f"it has more transformer layers than the model's {extra_layers[0]} "
+                        f"(e.g. {extra_layers[1]}): num_hidden_layers differs")
+    problem_names = (lacking + [e.original_name for e, _, _, _ in match.mismatched]
+                     + [e.original_name for e, _, _ in match.unreadable])
+    if problems and not allow_partial:
+        if target == "its own config":
+            advice = "The checkpoint and its config disagree: re-copy or re-create them"
+        else:
+            advice = ("Use the checkpoint's own config (bert_tf.checkpoints.read_config), or pass "
+                      "--allow_partial_checkpoint (allow_partial=True) to load what fits and start "
+                      "the rest from its initial values")
+        raise CheckpointMismatchError(
+            f"{path}: the checkpoint does not fit {target}: {'; '.join(problems)}. {advice}"
+        ) from (match.unreadable[0][2] if match.unreadable else None)
+    if problems and log:
+        logging.warning("%s: allow_partial: %s. These %d variables start from their initial "
+                        "values: %s", path, "; ".join(problems), len(problem_names),
+                        _names(problem_names, limit=len(problem_names)))
+    return new + problem_names, new_heads, problem_names
+
+
+def _shape_hint(mismatched):
+    hints = []
+    for entry, _, found, expected in mismatched:
+        if found[:1] == expected[:1]:
+            continue
+        if entry.mapping.original == "bert/embeddings/word_embeddings":
+            hints.append(f"vocab_size differs: checkpoint {found[0]}, model {expected[0]}")
+        elif entry.mapping.original == "output_weights":
+            hints.append(f"num_labels differs: checkpoint {found[0]}, model {expected[0]}")
+        elif entry.mapping.original == "bert/embeddings/LayerNorm/gamma":
+            hints.append(f"hidden_size differs: checkpoint {found[0]}, model {expected[0]}")
+    return f" ({'; '.join(hints)})" if hints else ""
+
+
+def _extra_layers(reader, location, num_layers, unused):
+    """(model's num_hidden_layers, a checkpoint name of layer `num_layers`) when the checkpoint
+    has more transformer layers than the model, else None."""
+    if location.format == TF2:
+        pattern = re.compile(rf"/transformer_layers/{num_layers}/")
+        found = [n for n in unused if pattern.search(n)]
+        return (num_layers, found[0]) if found else None
+    probe = next(m for m in NAME_TABLE if m.original.endswith("attention/self/query/kernel"))
+    name = reader.locate(_Bound(probe, num_layers, probe.original.format(i=num_layers),
+                                probe.model.format(i=num_layers), None))
+    return (num_layers, name) if name is not None else None
+
+
+def load_checkpoint(model, path, allow_partial=False) -> LoadReport:
     """Sets `model`'s variables from a checkpoint at `path` (any supported format).
 
-    Every value is read and shape-checked before any variable is assigned, so a mismatch
-    leaves the model untouched.
+    Every value is read and checked before any variable is assigned, so an error leaves the
+    model untouched. Only the heads the checkpoint has none of (a classifier on a pretrained
+    encoder; the MLM / NSP heads of a checkpoint without them, with a warning) and a pooler
+    the model does not use start from their initial values; they are logged by name.
 
     Args:
       model: a bert_tf BertEncoder, BertPretrainer, BertClassifier or BertTokenClassifier
         (built: its variables exist).
       path: original TF1 checkpoint prefix or directory, Hugging Face directory, keras-hub
         preset directory, or bert_tf TF2 checkpoint prefix or directory.
+      allow_partial: load what fits and leave the rest (variables the checkpoint lacks, has
+        in another shape, or cannot read) at their initial values, with a warning naming them,
+        instead of raising CheckpointMismatchError.
 
     Returns:
       A LoadReport.
 
     Raises:
-      ValueError: unrecognised path; a shape (or vocabulary size) mismatch, naming the variable
-        and both shapes; a checkpoint sharing no variable with the model.
+      CheckpointMismatchError (a ValueError): variables the model needs that the checkpoint
+        lacks, shape mismatches (both shapes given), extra transformer layers, unreadable data;
+        every one named, with the file.
+      CheckpointError / ValueError: an unrecognised or unreadable path; a checkpoint sharing no
+        variable with the model.
     """
     location = _locate(path)
     _ensure_built(model)
+    kind, pooling = _kind_of(model)
     bound = _bind(model)
     reader = _open_reader(location, model)
+    expected = {entry.original_name: entry.model_shape_in_original_layout() for entry in bound}
+    match = _match(reader, bound, expected)
     report = LoadReport(path=location.path, format=location.format)
-    consumed = set()
-    assignments = []
-    for entry in bound:
-        found = reader.find(entry)
-        if found is None:
-            report.missing.append(entry.original_name)
-            continue
-        name, value = found
-        value = np.asarray(value)
-        model_shape = entry.model_shape_in_original_layout()
-        if tuple(value.shape) != model_shape:
-            raise _shape_error(entry, name, value.shape, model_shape, location.path)
-        consumed.add(name)
-        assignments.append((entry, value.T if entry.mapping.model_transposed else value))
-        report.loaded.append(entry.original_name)
     for name in reader.names:
-        if name in consumed:
-            continue
-        (report.ignored if reader.ignored(name) else report.unused).append(name)
-    if not assignments:
-        raise ValueError(
+        if name not in match.consumed:
+            (report.ignored if reader.ignored(name) else report.unused).append(name)
+    if not match.values and not match.mismatched and not match.unreadable:
+        raise CheckpointMismatchError(
             f"{location.path}: this {reader.description} holds none of the model's variables "
             f"(it has {len(reader.names)} variables, e.g. {reader.names[:3]}); {_EXPECTED}"
         )
-    for entry, value in assignments:
+    extra = _extra_layers(reader, location, len(_encoder_of(model).transformer_layers), report.unused)
+    report.new, report.new_heads, _ = _judge(
+        match, bound, kind, pooling, reader, location.path, f"the {type(model).__name__} of this config",
+        extra, allow_partial)
+    report.missing = [e.original_name for e in match.missing]
+    report.mismatched = [e.original_name for e, _, _, _ in match.mismatched]
+    report.unreadable = [e.original_name for e, _, _ in match.unreadable]
+    if not match.values:
+        raise CheckpointMismatchError(f"{location.path}: no variable of this {reader.description} "
+                                      f"fits the model, even with allow_partial")
+    for entry in bound:
+        value = match.values.get(entry.original_name)
+        if value is None:
+            continue
+        if entry.mapping.model_transposed:
+            value = value.T
         entry.variable.assign(value.astype(_numpy_dtype(entry.variable)))
+        report.loaded.append(entry.original_name)
 
-    _log_report(report, bound)
+    _log_report(report, bound, kind)
     _warn_if_activation_differs(model, location)
     return report
+
+
+def check_checkpoint(path, config, kind="encoder", num_labels=None, pooling="pooler",
+                     allow_partial=False, read_values=True) -> LoadReport:
+    """What `load_checkpoint` would find loading `path` into a model of `kind` built from
+    `config`, without building that model: the validation pass of the scripts, run before any
+    slow work. Raises the errors `load_checkpoint` raises (every missing, mis-shaped or
+    unreadable variable named, with the file); with `read_values` the data is read too (a
+    damaged data file is found here rather than after the data preparation), one variable at
+    a time.
+
+    Args:
+      path: any checkpoint `load_checkpoint` accepts.
+      config: the BertConfig the model will be built from.
+      kind: one of MODEL_KINDS.
+      num_labels: the classifier's outputs (classifier, token_classifier).
+      pooling: the classifier's pooling ("pooler" uses the pooler).
+      allow_partial: as in `load_checkpoint` (no warning is logged here: the load logs it).
+    """
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"check_checkpoint: kind must be one of {MODEL_KINDS}, got {kind!r}")
+    location = _locate(path)
+    structural = _structural_model(config, kind) if location.format == TF2 else None
+    if structural is not None:
+        # bert_tf's object graphs are matched through a model of the same structure (a copy
+        # with tiny dimensions has the same attribute paths; the shapes come from `config`).
+        entries = _bind(structural)
+    else:
+        heads = {"pretrainer": ("masked_lm_head", "next_sentence_head"),
+                 "classifier": ("classifier",), "token_classifier": ("classifier",)}.get(kind, ())
+        entries = [e for e in _entries(config) if e.mapping.part in ("encoder",) + heads]
+    reader = _open_reader(location, structural)
+    expected = {e.original_name: _expected_shape(e.mapping, config, num_labels) for e in entries}
+    match = _match(reader, entries, expected, read_values=read_values, keep_values=False)
+    report = LoadReport(path=location.path, format=location.format)
+    for name in reader.names:
+        if name not in match.consumed:
+            (report.ignored if reader.ignored(name) else report.unused).append(name)
+    if not match.values and not match.mismatched and not match.unreadable:
+        raise CheckpointMismatchError(
+            f"{location.path}: this {reader.description} holds none of the model's variables "
+            f"(it has {len(reader.names)} variables, e.g. {reader.names[:3]}); {_EXPECTED}")
+    extra = _extra_layers(reader, location, config.num_hidden_layers, report.unused)
+    model_name = {"encoder": "BertEncoder", "pretrainer": "BertPretrainer",
+                  "classifier": "BertClassifier", "token_classifier": "BertTokenClassifier"}[kind]
+    report.new, report.new_heads, _ = _judge(match, entries, kind, pooling, reader, location.path,
+                                             f"the {model_name} of this config", extra,
+                                             allow_partial, log=False)
+    if not match.values:
+        raise CheckpointMismatchError(f"{location.path}: no variable of this {reader.description} "
+                                      f"fits the model, even with allow_partial")
+    report.loaded = list(match.names)
+    report.missing = [e.original_name for e in match.missing]
+    report.mismatched = [e.original_name for e, _, _, _ in match.mismatched]
+    report.unreadable = [e.original_name for e, _, _ in match.unreadable]
+    return report
+
+
+def _structural_model(config, kind):
+    """A model of `kind` with `config`'s number of layers and activation but dimensions of 1:
+    the same variable paths as the real model, almost no memory. Python's random state, from
+    which Keras draws initializer and dropout seeds, is restored afterwards, so building it
+    changes no later initialisation."""
+    import random
+
+    from bert_tf import models
+    from bert_tf.config import BertConfig
+
+    tiny = BertConfig(vocab_size=1, hidden_size=1, num_hidden_layers=config.num_hidden_layers,
+                      num_attention_heads=1, intermediate_size=1, hidden_act=config.hidden_act,
+                      max_position_embeddings=1, type_vocab_size=1)
+    state = random.getstate()
+    try:
+        if kind == "pretrainer":
+            return models.BertPretrainer(tiny)
+        if kind == "classifier":
+            return models.BertClassifier(tiny, num_labels=1)
+        if kind == "token_classifier":
+            return models.BertTokenClassifier(tiny, num_labels=1)
+        return models.BertEncoder(tiny)
+    finally:
+        random.setstate(state)
 
 
 def _numpy_dtype(variable):
@@ -928,27 +1311,35 @@ def _ensure_built(model):
         )
 
 
-def _log_report(report, bound):
+_HEAD_EFFECTS = {
+    "masked_lm_head": "masked-LM (fill-mask) predictions are random until it is trained",
+    "next_sentence_head": "next-sentence predictions are random until it is trained",
+}
+
+
+def _log_report(report, bound, kind):
     logging.info("%s", report)
     part_of = {b.original_name: b.mapping.part for b in bound}
-    missing_encoder = [n for n in report.missing if part_of.get(n) == "encoder"]
-    missing_heads = sorted({part_of[n] for n in report.missing if part_of.get(n) != "encoder"})
-    if missing_heads:
-        logging.info(
-            "Checkpoint has no weights for %s: initialised fresh (a new head).", ", ".join(missing_heads)
-        )
-    if missing_encoder:
-        logging.warning(
-            "Checkpoint lacks %d encoder variables, left at their initial values: %s",
-            len(missing_encoder),
-            ", ".join(missing_encoder[:10]) + (" ..." if len(missing_encoder) > 10 else ""),
-        )
+    for head in report.new_heads:
+        names = [n for n in report.new if part_of.get(n) == head]
+        if head in _HEAD_EFFECTS:
+            logging.warning("%s: the checkpoint has no %s (%s): it starts from random initial "
+                            "values; %s", report.path, head, ", ".join(names), _HEAD_EFFECTS[head])
+        else:
+            logging.info("%s: the checkpoint has no %s head: it starts from its initial values "
+                         "(a new task head): %s", report.path, head, ", ".join(names))
+    pooler = [n for n in report.new if n in POOLER_NAMES and n not in report.mismatched
+              and n not in report.unreadable]
+    if pooler:
+        logging.info("%s: the checkpoint has no pooler, which this %s does not use: it starts "
+                     "from its initial values: %s", report.path, kind, ", ".join(pooler))
     if report.unused:
         logging.info(
             "Checkpoint variables not used by %d-variable model: %s",
             len(bound),
             ", ".join(report.unused[:10]) + (" ..." if len(report.unused) > 10 else ""),
         )
+
 
 
 # =============================================================================================
@@ -1094,11 +1485,14 @@ def _entries(config):
             yield _Bound(mapping, i, mapping.original.format(i=i), mapping.model.format(i=i), None)
 
 
-def read_weights(path, classifier_kind=None) -> BertWeights:
+def read_weights(path, classifier_kind=None, allow_partial=False) -> BertWeights:
     """Reads the checkpoint at `path` (any format `load_checkpoint` accepts) into a BertWeights.
 
-    A head is kept only when every one of its variables is present; a partial head, and any
-    checkpoint variable that belongs to no table entry, is named in a warning.
+    Every value is checked against the shape the checkpoint's own config gives it. A head is
+    kept when all of its variables are present and fit; a partial or mis-shaped head is an
+    error (with `allow_partial`: left out, named in a warning). A missing pooler (Hugging Face
+    BertForMaskedLM / BertForTokenClassification files have none) and checkpoint variables
+    that belong to no table entry are named in a warning.
 
     Args:
       path: original TF1 prefix or directory, Hugging Face directory, keras-hub preset
@@ -1108,25 +1502,21 @@ def read_weights(path, classifier_kind=None) -> BertWeights:
         assume "sequence" (original and bert_tf checkpoints do not record it).
 
     Raises:
-      ValueError: unrecognised path, missing config, or an encoder variable the checkpoint lacks.
+      CheckpointMismatchError: an encoder variable the checkpoint lacks, has in another shape
+        than its config says or cannot read; a partial head (unless `allow_partial`).
+      ValueError: unrecognised path, missing config.
     """
     if classifier_kind is not None and classifier_kind not in CLASSIFIER_KINDS:
         raise ValueError(f"classifier_kind must be one of {CLASSIFIER_KINDS}, got {classifier_kind!r}")
     location = _locate(path)
     config = _read_config(location)
-    values = {}
     if location.format == TF2:
-        unused = _read_tf2_values(location, config, values)
+        values, unused = _read_tf2_values(location, config, allow_partial)
     else:
         reader = _open_reader(location, None)
-        consumed = set()
-        for entry in _entries(config):
-            found = reader.find(entry)
-            if found is not None:
-                consumed.add(found[0])
-                values[entry.original_name] = np.asarray(found[1], dtype=np.float32)
-        unused = [n for n in reader.names if n not in consumed and not reader.ignored(n)]
-    _check_complete(values, config, location.path, unused)
+        entries = list(_entries(config))
+        values, unused = _read_model_free(reader, entries, config, location, allow_partial)
+    _check_complete(values, config, location.path, unused, allow_partial)
 
     vocab_file, do_lower_case = find_vocab_and_casing(location.path)
     weights = BertWeights(
@@ -1142,41 +1532,70 @@ def read_weights(path, classifier_kind=None) -> BertWeights:
     return weights
 
 
-def _read_tf2_values(location, config, values):
-    """Fills `values` from a bert_tf TF2 checkpoint; returns the checkpoint names left unused.
+def _read_model_free(reader, entries, config, location, allow_partial):
+    """(values, unused checkpoint names) of every table entry `reader` has; the classifier's
+    number of labels is the checkpoint's. Unreadable and mis-shaped variables are errors;
+    with `allow_partial` those of a head only drop that head (`_check_complete` says so)."""
+    classifier_bias = next(e for e in entries if e.original_name == "output_bias")
+    found = reader.locate(classifier_bias)
+    num_labels = reader.shape(found, classifier_bias)[0] if found is not None else None
+    expected = {e.original_name: _expected_shape(e.mapping, config, num_labels) for e in entries}
+    match = _match(reader, entries, expected)
+    problems = _Match({}, {}, [], [e for e in match.mismatched if e[0].mapping.part == "encoder"
+                                    or not allow_partial],
+                      [e for e in match.unreadable if e[0].mapping.part == "encoder" or not allow_partial],
+                      set())
+    if problems.mismatched or problems.unreadable:
+        _judge(problems, entries, "encoder", "pooler", reader, location.path,
+               "its own config", None, allow_partial=False)
+    unused = [n for n in reader.names if n not in match.consumed and not reader.ignored(n)]
+    return match.values, unused
+
+
+def _read_tf2_values(location, config, allow_partial):
+    """(values, unused checkpoint names) of a bert_tf TF2 checkpoint.
 
     The object graph is matched against a BertPretrainer (encoder, MLM and NSP heads) and a
-    BertClassifier (its classifier head, whatever the number of labels).
+    BertClassifier (its classifier head, whatever the number of labels), of the checkpoint's
+    structure.
     """
-    from bert_tf.models import BertClassifier, BertEncoder, BertPretrainer
-
+    values = {}
     used = set()
     names = set()
-    candidates = (
-        (lambda: BertPretrainer(config), None),
-        (lambda: BertEncoder(config), ("encoder",)),  # a checkpoint of a bare encoder
-        (lambda: BertClassifier(config, num_labels=1), ("classifier",)),
-    )
-    for build, parts in candidates:
-        if parts == ("encoder",) and "bert/embeddings/word_embeddings" in values:
+    candidates = (("pretrainer", None), ("encoder", ("encoder",)), ("classifier", ("classifier",)))
+    for kind, parts in candidates:
+        if kind == "encoder" and "bert/embeddings/word_embeddings" in values:
             continue
-        model = build()
+        model = _structural_model(config, kind)
         reader = _TF2Reader(location, model)
         names.update(n for n in reader.names if not reader.ignored(n))
-        for entry in _bind(model):
-            if parts is not None and entry.mapping.part not in parts:
+        entries = [e for e in _bind(model) if parts is None or e.mapping.part in parts]
+        if kind == "classifier":
+            bias = next(e for e in entries if e.original_name == "output_bias")
+            found = reader.locate(bias)
+            if found is None:
                 continue
-            found = reader.find(entry)
-            if found is not None:
-                used.add(found[0])
-                values[entry.original_name] = np.asarray(found[1], dtype=np.float32)
-    return sorted(names - used)
+            num_labels = reader.shape(found, bias)[0]
+        else:
+            num_labels = None
+        expected = {e.original_name: _expected_shape(e.mapping, config, num_labels) for e in entries}
+        match = _match(reader, entries, expected)
+        bad = _Match({}, {}, [], [m for m in match.mismatched if m[0].mapping.part == "encoder"
+                                  or not allow_partial],
+                     [m for m in match.unreadable if m[0].mapping.part == "encoder" or not allow_partial],
+                     set())
+        if bad.mismatched or bad.unreadable:
+            _judge(bad, entries, "encoder", "pooler", reader, location.path, "its own config",
+                   None, allow_partial=False)
+        used.update(match.consumed)
+        values.update(match.values)
+    return values, sorted(names - used)
 
 
 POOLER_NAMES = ("bert/pooler/dense/kernel", "bert/pooler/dense/bias")
 
 
-def _check_complete(values, config, path, unused):
+def _check_complete(values, config, path, unused, allow_partial=False):
     entries = list(_entries(config))
     missing_encoder = [e.original_name for e in entries
                        if e.mapping.part == "encoder" and e.original_name not in values]
@@ -1188,19 +1607,22 @@ def _check_complete(values, config, path, unused):
             values.pop(name, None)
         missing_encoder = []
     if missing_encoder:
-        raise ValueError(
-            f"{path}: the checkpoint lacks {len(missing_encoder)} encoder variables "
-            f"(e.g. {', '.join(missing_encoder[:3])}); expected a complete BERT encoder"
+        raise CheckpointMismatchError(
+            f"{path}: the checkpoint lacks {len(missing_encoder)} encoder variables: "
+            f"{_names(missing_encoder)}; expected a complete BERT encoder"
         )
     for head in HEADS:
         names = [e.original_name for e in entries if e.mapping.part == head]
         present = [n for n in names if n in values]
         if present and len(present) != len(names):
-            logging.warning(
-                "%s: head %s is incomplete (has %s, lacks %s): not converted",
-                path, head, ", ".join(present),
-                ", ".join(n for n in names if n not in values),
-            )
+            lacking = [n for n in names if n not in values]
+            if not allow_partial:
+                raise CheckpointMismatchError(
+                    f"{path}: head {head} is incomplete: it has {', '.join(present)} but lacks "
+                    f"{', '.join(lacking)}; pass --allow_partial_checkpoint (allow_partial=True) "
+                    f"to convert without it")
+            logging.warning("%s: head %s is incomplete (has %s, lacks %s): not converted",
+                            path, head, ", ".join(present), ", ".join(lacking))
             for name in present:
                 del values[name]
     if unused:
@@ -1252,8 +1674,9 @@ def set_model_weights(model, weights: BertWeights):
             continue
         value = weights.values[entry.original_name]
         if tuple(value.shape) != entry.model_shape_in_original_layout():
-            raise _shape_error(entry, entry.original_name, value.shape,
-                               entry.model_shape_in_original_layout(), weights.source)
+            raise CheckpointMismatchError(
+                f"{weights.source}: {entry.original_name} has shape {list(value.shape)} but the "
+                f"{type(model).__name__} expects {list(entry.model_shape_in_original_layout())}")
         assignments.append((entry, value.T if entry.mapping.model_transposed else value))
     for entry, value in assignments:
         entry.variable.assign(np.asarray(value).astype(_numpy_dtype(entry.variable)))

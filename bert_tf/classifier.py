@@ -278,6 +278,8 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
     label_list = processor.get_labels(settings.data_dir)
     num_labels = len(label_list) if label_list else 1
     check_data(settings, processor, label_list)
+    pooling, pooling_source = resolve_pooling(settings)
+    finetuning.check_init_checkpoint(settings, model_files.config, "classifier", num_labels, pooling)
     os.makedirs(settings.output_dir, exist_ok=True)  # only once every input checked out
     tokenizer = FullTokenizer(model_files.vocab_file, do_lower_case=model_files.do_lower_case)
     cache_dir = (os.path.join(settings.output_dir, "feature_cache")
@@ -289,7 +291,6 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
                                       settings.max_seq_length, label_list, cache_dir=cache_dir,
                                       set_name=set_name)
 
-    pooling, pooling_source = resolve_pooling(settings)
     logging.info("Classifier pooling: %s (from %s)", pooling, pooling_source)
     with strategy.scope():
         model = build_classifier(model_files.config, num_labels, pooling)

@@ -93,6 +93,11 @@ def define_finetuning_flags(data_help, flag_values=flags.FLAGS):
     string("init_checkpoint", "Initial checkpoint: an original BERT checkpoint (prefix or "
            "directory), a Hugging Face BERT directory, a bert_tf checkpoint or an earlier "
            "fine-tuning run's output_dir.")
+    flags.DEFINE_bool("allow_partial_checkpoint", False, "Load what fits of --init_checkpoint "
+                      "and start the rest from initial values, with a warning naming them. "
+                      "Without it, encoder variables the checkpoint lacks, has in another shape "
+                      "or cannot read are an error (a new task head always starts new).",
+                      flag_values=flag_values)
     flags.DEFINE_bool("do_lower_case", True, "Whether to lower case the input text. Should be "
                       "True for uncased models and False for cased models (default: what the "
                       "checkpoint's directory says, else True).", flag_values=flag_values)

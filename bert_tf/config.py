@@ -14,7 +14,6 @@ activation names internally and translates each source's names when reading:
 import copy
 import dataclasses
 import json
-from absl import logging
 from typing import Any, Dict
 
 # What BertClassifier's head can read (see bert_tf.models.BertClassifier); here so that
@@ -29,7 +28,6 @@ _HF_MARKER_KEYS = frozenset(
         "model_type",
         "architectures",
         "transformers_version",
-        "layer_norm_eps",
         "position_embedding_type",
         "pad_token_id",
         "_name_or_path",
@@ -60,6 +58,9 @@ _POSITIVE_INT_FIELDS = (
     "type_vocab_size",
 )
 _PROBABILITY_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+
+# The original's LayerNorm epsilon (Hugging Face's `layer_norm_eps` default too).
+DEFAULT_LAYER_NORM_EPS = 1e-12
 
 # name -> (num_hidden_layers, hidden_size) of the published BERT sizes.
 PRESETS = {
@@ -92,6 +93,8 @@ class BertConfig:
     max_position_embeddings: int = 512
     type_vocab_size: int = 16
     initializer_range: float = 0.02
+    # Not in the original's bert_config.json (it hard-codes 1e-12); written only when it differs.
+    layer_norm_eps: float = DEFAULT_LAYER_NORM_EPS
     extra: Dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
 
     def __post_init__(self):
@@ -128,6 +131,11 @@ class BertConfig:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ValueError(
                 f"BertConfig field 'initializer_range' must be a positive number, got {value!r}"
+            )
+        value = self.layer_norm_eps
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise ValueError(
+                f"BertConfig field 'layer_norm_eps' must be a number in (0, 1), got {value!r}"
             )
 
     @property
@@ -181,7 +189,8 @@ class BertConfig:
 
         Hugging Face-only keys (model_type, layer_norm_eps, ...) stay in `extra` but are not
         written: they would make the output read back as a Hugging Face config, whose "gelu"
-        means something else.
+        means something else. `layer_norm_eps` is written only when it is not the original's
+        1e-12, so a file of an original-numerics model keeps exactly the original's keys.
         """
         output = {
             key: copy.deepcopy(value)
@@ -189,6 +198,8 @@ class BertConfig:
             if key not in _HF_MARKER_KEYS
         }
         for name in self.field_names():
+            if name == "layer_norm_eps" and self.layer_norm_eps == DEFAULT_LAYER_NORM_EPS:
+                continue
             output[name] = getattr(self, name)
         return output
 
@@ -258,11 +269,4 @@ def _check_hugging_face_compatible(values):
         raise ValueError(
             f"BertConfig field 'position_embedding_type': only 'absolute' is supported, "
             f"got {position_type!r}"
-        )
-    eps = values.get("layer_norm_eps", 1e-12)
-    if eps != 1e-12:
-        logging.warning(
-            "Hugging Face config has layer_norm_eps=%r; bert_tf always uses the original 1e-12 "
-            "so outputs will differ slightly from the source model.",
-            eps,
         )

@@ -83,7 +83,7 @@ class ConversionResult:
 
 
 def convert(init_checkpoint, output_dir, to, classifier_kind=None, vocab_file=None,
-            do_lower_case=None) -> ConversionResult:
+            do_lower_case=None, allow_partial=False) -> ConversionResult:
     """Converts the checkpoint at `init_checkpoint` into a new folder `output_dir` in format `to`.
 
     Args:
@@ -93,6 +93,8 @@ def convert(init_checkpoint, output_dir, to, classifier_kind=None, vocab_file=No
       classifier_kind: "sequence" or "token" for a classifier head whose source does not record
         it (original and bert_tf checkpoints); default: from the source, else "sequence".
       vocab_file, do_lower_case: override the vocabulary / casing found beside the source.
+      allow_partial: leave out (with a warning) a head the source has only part of, or in
+        another shape than its config says, instead of failing.
 
     Raises:
       ValueError: a bad argument (named), an unreadable source, or a shape mismatch; nothing is
@@ -111,7 +113,8 @@ def convert(init_checkpoint, output_dir, to, classifier_kind=None, vocab_file=No
                          f"got {classifier_kind!r}")
     checkpoints.checkpoint_format(init_checkpoint)  # a bad path fails before any slow work
 
-    weights = checkpoints.read_weights(init_checkpoint, classifier_kind=classifier_kind)
+    weights = checkpoints.read_weights(init_checkpoint, classifier_kind=classifier_kind,
+                                       allow_partial=allow_partial)
     if vocab_file is not None:
         weights.vocab_file = vocab_file
     if do_lower_case is not None:
@@ -292,7 +295,7 @@ def hugging_face_config(weights, architecture):
         "max_position_embeddings": c.max_position_embeddings,
         "type_vocab_size": c.type_vocab_size,
         "initializer_range": c.initializer_range,
-        "layer_norm_eps": 1e-12,
+        "layer_norm_eps": c.layer_norm_eps,
         "position_embedding_type": "absolute",
         "pad_token_id": 0,
         "classifier_dropout": None,
@@ -342,17 +345,20 @@ def build_keras_hub_model(weights, heads):
 
     c = weights.config
     classes = checkpoints.keras_hub_classes()
-    if c.hidden_act == "gelu":  # keras-hub's own classes: its BertBackbone computes the tanh GELU
+    if c.hidden_act == "gelu" and c.layer_norm_eps == 1e-12:
+        # keras-hub's own classes: its BertBackbone computes the tanh GELU, LayerNorm eps 1e-12
         backbone_class, classifier_class = keras_hub.models.BertBackbone, keras_hub.models.BertTextClassifier
         extra = {}
     else:
         backbone_class, classifier_class = classes["backbone"], classes["text_classifier"]
         extra = {"hidden_act": c.hidden_act}
+        if c.layer_norm_eps != 1e-12:
+            extra["layer_norm_eps"] = c.layer_norm_eps
         logging.warning(
-            "keras-hub's BertBackbone computes the tanh GELU only; this model uses %r, so the "
-            "preset names bert_tf>BertBackbone (a BertBackbone subclass recording hidden_act) and "
-            "its tasks: keras-hub's from_preset loads them after `import bert_tf.convert`",
-            c.hidden_act)
+            "keras-hub's BertBackbone computes the tanh GELU and LayerNorm epsilon 1e-12 only; "
+            "this model uses %r and %r, so the preset names bert_tf>BertBackbone (a BertBackbone "
+            "subclass recording hidden_act and layer_norm_eps) and its tasks: keras-hub's "
+            "from_preset loads them after `import bert_tf.convert`", c.hidden_act, c.layer_norm_eps)
     if c.attention_probs_dropout_prob != c.hidden_dropout_prob:
         logging.warning("keras-hub's BertBackbone has one dropout rate: using hidden_dropout_prob "
                         "%s (attention_probs_dropout_prob %s is not carried)",
@@ -493,6 +499,9 @@ def define_flags(flag_values=FLAGS):
                         flag_values=flag_values)
     flags.DEFINE_bool("do_lower_case", None, "Casing to record (default: from the source).",
                       flag_values=flag_values)
+    flags.DEFINE_bool("allow_partial_checkpoint", False, "Leave out, with a warning, a head the "
+                      "source has only part of or in another shape (default: an error).",
+                      flag_values=flag_values)
 
 
 def main(argv):
@@ -504,7 +513,8 @@ def main(argv):
     try:
         convert(FLAGS.init_checkpoint, FLAGS.output_dir, FLAGS.to,
                 classifier_kind=FLAGS.classifier_kind, vocab_file=FLAGS.vocab_file,
-                do_lower_case=FLAGS.do_lower_case)
+                do_lower_case=FLAGS.do_lower_case,
+                allow_partial=FLAGS.allow_partial_checkpoint)
     except (ValueError, OSError) as e:  # user-facing: one line, the traceback adds nothing
         _fail(str(e))
 

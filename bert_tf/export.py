@@ -241,6 +241,8 @@ class ServingFunctions:
     serve_ids: dict with int32 `input_ids`, `input_mask`, `segment_ids` -> dict of outputs.
     tracked: the built Keras layers/models whose variables and resources they use.
     preprocessor: the `TextPreprocessor` (its vocabulary becomes the `vocab.txt` asset).
+    notes: warnings every answer must carry (a pretrainer whose masked-LM head was not in
+      the checkpoint answers at random); `export_checkpoint` refuses to write such a model.
     """
 
     text_inputs: Tuple[str, ...]
@@ -248,6 +250,7 @@ class ServingFunctions:
     serve_ids: Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]
     tracked: Tuple
     preprocessor: TextPreprocessor
+    notes: Tuple[str, ...] = ()
 
     def serve_examples(self, examples):
         """Serialized tf.train.Examples (a bytes feature per text input) -> `serve_text`."""
@@ -651,9 +654,12 @@ def export_model(export_dir: str, model: keras.Model, kind: str, vocab,
 # From a checkpoint: bert-export / python -m bert_tf.export
 # ---------------------------------------------------------------------------------------------
 
-# Original names of the head variables each kind cannot do without.
-_REQUIRED_HEADS = {"classifier": ("output_weights",), "regression": ("output_weights",),
-                   "ner": ("output_weights",), "pretrainer": ("cls/predictions/",)}
+# The head each kind cannot do without. A classifier without its head is refused; a
+# pretrainer without its MLM head still answers fill-mask queries in process (bert-predict),
+# each answer carrying MASKED_LM_HEAD_MISSING, but is never exported.
+_REQUIRED_HEADS = {"classifier": "classifier", "regression": "classifier", "ner": "classifier"}
+MASKED_LM_HEAD_MISSING = ("warning: the masked-LM head is not in the checkpoint; these "
+                          "predictions are random")
 
 
 @dataclasses.dataclass
@@ -734,17 +740,24 @@ def load_for_serving(settings: CheckpointSettings) -> ServingFunctions:
     functions = serving_functions(model, kind, vocab, do_lower_case=do_lower_case,
                                   max_seq_length=max_seq_length, **options)
     report = checkpoints.load_checkpoint(model, path)
-    missing = [name for name in report.missing
-               if any(name.startswith(head) for head in _REQUIRED_HEADS.get(kind, ()))]
-    if missing:
-        raise ValueError(f"--checkpoint={path}: has no weights for the {kind} head ({missing[0]} "
-                         f"...); pass a checkpoint trained for it, or --kind=encoder")
+    if _REQUIRED_HEADS.get(kind) in report.new_heads:
+        raise ValueError(f"--checkpoint={path}: has no weights for the {kind} head "
+                         f"(output_weights, output_bias); pass a checkpoint trained for it, or "
+                         f"--kind=encoder")
+    if kind == "pretrainer" and "masked_lm_head" in report.new_heads:
+        functions.notes = (MASKED_LM_HEAD_MISSING,)
     return functions
 
 
 def export_checkpoint(settings: CheckpointSettings, export_dir: str, warmup: bool = True) -> str:
-    """`load_for_serving`, then `write_serving_model`; returns the version path."""
-    return write_serving_model(export_dir, load_for_serving(settings), warmup=warmup)
+    """`load_for_serving`, then `write_serving_model`; returns the version path. A pretrainer
+    whose checkpoint has no masked-LM head is refused (it would serve random predictions)."""
+    functions = load_for_serving(settings)
+    if functions.notes:
+        raise ValueError(f"--checkpoint={settings.checkpoint}: has no weights for the "
+                         f"{settings.kind} head (cls/predictions/*): an export would serve random "
+                         f"predictions; pass a checkpoint trained for it, or --kind=encoder")
+    return write_serving_model(export_dir, functions, warmup=warmup)
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser):

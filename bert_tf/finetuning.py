@@ -63,6 +63,9 @@ class FineTuningSettings:
     seed: int = 12345
     jit_compile: bool = False
     export_only: bool = False
+    # Load what fits of init_checkpoint and start the rest new (with a warning) instead of
+    # failing on missing, mis-shaped or unreadable variables.
+    allow_partial_checkpoint: bool = False
 
     def validate(self):
         """Raises ValueError naming the setting (as its flag) that is wrong. Checks the
@@ -161,6 +164,24 @@ def resolve_model_files(settings: FineTuningSettings) -> ModelFiles:
     return ModelFiles(config=config, vocab_file=vocab_file, do_lower_case=bool(do_lower_case))
 
 
+def check_init_checkpoint(settings: FineTuningSettings, config, kind: str, num_labels: int,
+                          pooling: str = "pooler"):
+    """The validation pass for `init_checkpoint`: its variables' names, shapes and data against
+    the model that `config` and the task will build (`kind`: classifier or token_classifier),
+    before any output is written. Raises CheckpointMismatchError naming every problem and the
+    file (a warning with `allow_partial_checkpoint`, logged when the weights load)."""
+    if not settings.init_checkpoint or settings.export_only:
+        return None
+    from bert_tf import checkpoints
+
+    try:
+        return checkpoints.check_checkpoint(settings.init_checkpoint, config, kind,
+                                            num_labels=num_labels, pooling=pooling,
+                                            allow_partial=settings.allow_partial_checkpoint)
+    except checkpoints.CheckpointMismatchError as error:
+        raise checkpoints.CheckpointMismatchError(f"--init_checkpoint: {error}") from error
+
+
 def copy_model_files(output_dir: str, model_files: ModelFiles):
     """bert_config.json, vocab.txt and the casing (tokenizer_config.json) beside the fine-tuned
     checkpoints, so that output_dir itself works as an --init_checkpoint later."""
@@ -230,10 +251,11 @@ class FineTuningRun:
             return
         from bert_tf import checkpoints
 
-        report = checkpoints.load_checkpoint(self.model, self.settings.init_checkpoint)
-        logging.info("init_checkpoint %s: %d variables loaded; initialised randomly (not in the "
-                     "checkpoint): %s", self.settings.init_checkpoint, len(report.loaded),
-                     [str(v) for v in report.missing])
+        report = checkpoints.load_checkpoint(self.model, self.settings.init_checkpoint,
+                                             allow_partial=self.settings.allow_partial_checkpoint)
+        logging.info("init_checkpoint %s: %d variables loaded; start from their initial values "
+                     "(not in the checkpoint): %s", self.settings.init_checkpoint,
+                     len(report.loaded), report.new)
 
     def train_or_restore(self, train_dataset_fn=None) -> Optional[float]:
         """With `train_dataset_fn` (do_train): trains to num_train_steps, resuming from

@@ -124,6 +124,7 @@ class BertEncoder(_BertModel):
             type_vocab_size=c.type_vocab_size,
             dropout_rate=c.hidden_dropout_prob,
             initializer_range=c.initializer_range,
+            layer_norm_epsilon=c.layer_norm_eps,
             name="embeddings",
             dtype=policy,
         )
@@ -136,6 +137,7 @@ class BertEncoder(_BertModel):
                 hidden_dropout_prob=c.hidden_dropout_prob,
                 attention_probs_dropout_prob=c.attention_probs_dropout_prob,
                 initializer_range=c.initializer_range,
+                layer_norm_epsilon=c.layer_norm_eps,
                 name=f"transformer_layer_{i}",
                 dtype=policy,
             )
@@ -202,6 +204,7 @@ class BertPretrainer(_BertModel):
             hidden_size=c.hidden_size,
             hidden_act=c.hidden_act,
             initializer_range=c.initializer_range,
+            layer_norm_epsilon=c.layer_norm_eps,
             name="masked_lm_head",
             dtype=policy,
         )

@@ -229,6 +229,8 @@ def run_ner(settings: NerSettings, strategy=None):
         test_file = load_split(settings, "test", model_scheme)
         ner_data.check_labels(test_file.model_sentences, label_list)
     logging.info("Labels (%s scheme): %s", model_scheme, label_list)
+    finetuning.check_init_checkpoint(settings, model_files.config, "token_classifier",
+                                     len(label_list))
     os.makedirs(settings.output_dir, exist_ok=True)
 
     with strategy.scope():

@@ -15,7 +15,8 @@ Each JSON line holds `text` and the model's outputs for it, padding removed:
 classifier `label`, `label_id`, `probabilities` {label: p}; regression `score`; ner `words`
 [{word, start, end, label, probability}] and `entities` [{type, text, start, end}]; pretrainer
 `masks` [{position, predictions: [{token, probability}]}] (one per [MASK], most probable
-first); encoder `sentence_embedding` and `pooled_output`.
+first; each answer also has `warning` when the checkpoint had no masked-LM head, whose
+predictions are then random); encoder `sentence_embedding` and `pooled_output`.
 """
 
 import argparse
@@ -31,12 +32,17 @@ def _decode(value):
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
-def format_rows(texts: Sequence[str], outputs: Dict[str, "np.ndarray"]) -> List[dict]:
-    """One dict per text from a batch of signature outputs (numpy), padding removed."""
+def format_rows(texts: Sequence[str], outputs: Dict[str, "np.ndarray"],
+                notes: Sequence[str] = ()) -> List[dict]:
+    """One dict per text from a batch of signature outputs (numpy), padding removed; `notes`
+    (e.g. the model's masked-LM head was not in its checkpoint) go into every row as
+    `warning`."""
     rows = []
     for i, text in enumerate(texts):
         get = lambda name: outputs[name][i]  # noqa: E731
         row = {"text": text}
+        if notes:
+            row["warning"] = "; ".join(notes)
         if "num_masks" in outputs:
             row["masks"] = [
                 {"position": int(get("mask_positions")[m]),
@@ -104,7 +110,8 @@ def guess_kind(checkpoint: str, texts: Sequence[str]) -> str:
 
 
 def load_model(model_path: str, args, texts) -> (Callable, Sequence[str]):
-    """(predict(list of string columns) -> dict of numpy outputs, the text input names)."""
+    """(predict(list of string columns) -> dict of numpy outputs, the text input names).
+    `predict.notes`: warnings each answer must carry (see `format_rows`)."""
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the ops exported models use)
 
@@ -121,6 +128,7 @@ def load_model(model_path: str, args, texts) -> (Callable, Sequence[str]):
             return {k: v.numpy() for k, v in outputs.items()}
 
         predict.keep = loaded  # the functions live as long as the loaded object
+        predict.notes = ()
         return predict, names
 
     from bert_tf import export
@@ -134,6 +142,7 @@ def load_model(model_path: str, args, texts) -> (Callable, Sequence[str]):
     def predict(columns):
         return {k: v.numpy() for k, v in serve(*[tf.constant(c, tf.string) for c in columns]).items()}
 
+    predict.notes = tuple(functions.notes)
     return predict, list(functions.text_inputs)
 
 
@@ -210,7 +219,8 @@ def main(argv=None):
         progress = _Progress(len(texts), enabled=bool(args.input_file))
         for start in range(0, len(texts), args.batch_size):
             batch = [column[start:start + args.batch_size] for column in columns]
-            for row in format_rows(texts[start:start + args.batch_size], predict(batch)):
+            for row in format_rows(texts[start:start + args.batch_size], predict(batch),
+                                   notes=predict.notes):
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
             out.flush()
             progress.update(len(batch[0]))

@@ -44,6 +44,8 @@ class PretrainingSettings:
     keep_checkpoint_max: int = 5
     seed: int = 12345
     jit_compile: bool = False
+    # Load what fits of init_checkpoint and start the rest new (with a warning).
+    allow_partial_checkpoint: bool = False
 
     def validate(self):
         if not self.do_train and not self.do_eval:
@@ -153,6 +155,13 @@ def run_pretraining(settings: PretrainingSettings, strategy=None):
         input_files += pretraining_records.check_record_files(
             pattern, settings.max_seq_length, settings.max_predictions_per_seq,
             vocab_size=bert_config.vocab_size)
+    if settings.init_checkpoint:
+        # Its names, shapes and data against the config; heads it lacks start new (warned).
+        try:
+            checkpoints.check_checkpoint(settings.init_checkpoint, bert_config, "pretrainer",
+                                         allow_partial=settings.allow_partial_checkpoint)
+        except checkpoints.CheckpointMismatchError as error:
+            raise checkpoints.CheckpointMismatchError(f"--init_checkpoint: {error}") from error
     tf.io.gfile.makedirs(settings.output_dir)
 
     model, optimizer = build_pretrainer(strategy, bert_config, settings)
@@ -172,7 +181,8 @@ def run_pretraining(settings: PretrainingSettings, strategy=None):
 
     def load_init_checkpoint():
         if settings.init_checkpoint:
-            report = checkpoints.load_checkpoint(model, settings.init_checkpoint)
+            report = checkpoints.load_checkpoint(model, settings.init_checkpoint,
+                                                 allow_partial=settings.allow_partial_checkpoint)
             logging.info("init_checkpoint: %s", report)
 
     result = {"train": None, "train_history": [], "eval": None, "eval_results_file": None}

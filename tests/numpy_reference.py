@@ -67,7 +67,8 @@ def bert_forward(weights, config, input_ids, input_mask, segment_ids, masked_lm_
     Args:
       weights: dict original-variable-name -> array.
       config: dict or object with num_hidden_layers, num_attention_heads, hidden_act
-        (bert_tf names: "gelu" = tanh approximation, "gelu_exact" = erf).
+        (bert_tf names: "gelu" = tanh approximation, "gelu_exact" = erf) and optionally
+        layer_norm_eps (default the original's 1e-12).
       input_ids, input_mask, segment_ids: int arrays [B, T].
       masked_lm_positions: optional int array [B, P]; needs the `cls/predictions/*` weights.
     Returns:
@@ -78,6 +79,14 @@ def bert_forward(weights, config, input_ids, input_mask, segment_ids, masked_lm_
     w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
     act = ACTIVATIONS[_get(config, "hidden_act")]
     num_heads = _get(config, "num_attention_heads")
+    epsilon = (config.get("layer_norm_eps", LAYER_NORM_EPSILON) if isinstance(config, dict)
+               else getattr(config, "layer_norm_eps", LAYER_NORM_EPSILON))
+
+    def layer_norm(x, gamma, beta):
+        mean = x.mean(axis=-1, keepdims=True)
+        variance = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+        return (x - mean) / np.sqrt(variance + epsilon) * gamma + beta
+
     input_ids = np.asarray(input_ids)
     batch, seq = input_ids.shape
 

@@ -27,6 +27,7 @@ class BertEmbeddings(keras.layers.Layer):
         type_vocab_size,
         dropout_rate=0.1,
         initializer_range=0.02,
+        layer_norm_epsilon=LAYER_NORM_EPSILON,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -36,6 +37,7 @@ class BertEmbeddings(keras.layers.Layer):
         self.type_vocab_size = type_vocab_size
         self.dropout_rate = dropout_rate
         self.initializer_range = initializer_range
+        self.layer_norm_epsilon = layer_norm_epsilon
         sublayer_args = dict(dtype=self.dtype_policy)
         self.word_embeddings = keras.layers.Embedding(
             vocab_size,
@@ -59,7 +61,7 @@ class BertEmbeddings(keras.layers.Layer):
             **sublayer_args,
         )
         self.layer_norm = keras.layers.LayerNormalization(
-            epsilon=LAYER_NORM_EPSILON, name="layer_norm", **sublayer_args
+            epsilon=layer_norm_epsilon, name="layer_norm", **sublayer_args
         )
         self.dropout = keras.layers.Dropout(dropout_rate, name="dropout", **sublayer_args)
 
@@ -91,5 +93,6 @@ class BertEmbeddings(keras.layers.Layer):
             type_vocab_size=self.type_vocab_size,
             dropout_rate=self.dropout_rate,
             initializer_range=self.initializer_range,
+            layer_norm_epsilon=self.layer_norm_epsilon,
         )
         return config

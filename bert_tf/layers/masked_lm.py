@@ -25,12 +25,14 @@ class BertMaskedLMHead(keras.layers.Layer):
     embedding table [vocab, hidden], which keeps it tied. Logits are float32.
     """
 
-    def __init__(self, vocab_size, hidden_size, hidden_act="gelu", initializer_range=0.02, **kwargs):
+    def __init__(self, vocab_size, hidden_size, hidden_act="gelu", initializer_range=0.02,
+                 layer_norm_epsilon=LAYER_NORM_EPSILON, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.hidden_act = hidden_act
         self.initializer_range = initializer_range
+        self.layer_norm_epsilon = layer_norm_epsilon
         self.transform = BertDense(
             hidden_size,
             activation=get_activation(hidden_act),
@@ -39,7 +41,7 @@ class BertMaskedLMHead(keras.layers.Layer):
             dtype=self.dtype_policy,
         )
         self.layer_norm = keras.layers.LayerNormalization(
-            epsilon=LAYER_NORM_EPSILON, name="layer_norm", dtype=self.dtype_policy
+            epsilon=layer_norm_epsilon, name="layer_norm", dtype=self.dtype_policy
         )
 
     def build(self, input_shape=None):
@@ -64,5 +66,6 @@ class BertMaskedLMHead(keras.layers.Layer):
             hidden_size=self.hidden_size,
             hidden_act=self.hidden_act,
             initializer_range=self.initializer_range,
+            layer_norm_epsilon=self.layer_norm_epsilon,
         )
         return config

@@ -30,6 +30,7 @@ class BertTransformerBlock(keras.layers.Layer):
         hidden_dropout_prob=0.1,
         attention_probs_dropout_prob=0.1,
         initializer_range=0.02,
+        layer_norm_epsilon=LAYER_NORM_EPSILON,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -40,6 +41,7 @@ class BertTransformerBlock(keras.layers.Layer):
         self.hidden_dropout_prob = hidden_dropout_prob
         self.attention_probs_dropout_prob = attention_probs_dropout_prob
         self.initializer_range = initializer_range
+        self.layer_norm_epsilon = layer_norm_epsilon
         policy = self.dtype_policy
         init = truncated_normal(initializer_range)
 
@@ -55,7 +57,7 @@ class BertTransformerBlock(keras.layers.Layer):
             hidden_dropout_prob, name="attention_output_dropout", dtype=policy
         )
         self.attention_layer_norm = keras.layers.LayerNormalization(
-            epsilon=LAYER_NORM_EPSILON, name="attention_layer_norm", dtype=policy
+            epsilon=layer_norm_epsilon, name="attention_layer_norm", dtype=policy
         )
         self.intermediate = BertDense(
             intermediate_size,
@@ -71,7 +73,7 @@ class BertTransformerBlock(keras.layers.Layer):
             hidden_dropout_prob, name="output_dropout", dtype=policy
         )
         self.output_layer_norm = keras.layers.LayerNormalization(
-            epsilon=LAYER_NORM_EPSILON, name="output_layer_norm", dtype=policy
+            epsilon=layer_norm_epsilon, name="output_layer_norm", dtype=policy
         )
 
     def build(self, input_shape=None):
@@ -102,5 +104,6 @@ class BertTransformerBlock(keras.layers.Layer):
             hidden_dropout_prob=self.hidden_dropout_prob,
             attention_probs_dropout_prob=self.attention_probs_dropout_prob,
             initializer_range=self.initializer_range,
+            layer_norm_epsilon=self.layer_norm_epsilon,
         )
         return config
