@@ -194,8 +194,9 @@ class _BertOptimizerBase(tf.Module):
           grads_and_vars: (gradient, variable) pairs; gradients may be None (skipped).
           all_reduce: sum the gradients across replicas first (False if the caller already did).
           should_apply: optional scalar bool tensor, identical on all replicas; when False the
-            variables and slots keep their values (used to skip float16 steps whose gradient
-            overflowed). The global step advances either way.
+            variables, slots and the global step keep their values (used to skip float16 steps
+            whose gradient overflowed: as in NVIDIA's float16 BERT, a skipped step is not a
+            step, so it does not move the learning-rate schedule either).
 
         Returns the learning rate used for this update.
         """
@@ -246,9 +247,16 @@ class _BertOptimizerBase(tf.Module):
                 )
             )
         with tf.control_dependencies(tf.nest.flatten(updates)):
-            distribution.extended.update(
-                self.iterations, lambda it: it.assign_add(1), args=(), group=False
-            )
+            if should_apply is None:
+                distribution.extended.update(
+                    self.iterations, lambda it: it.assign_add(1), args=(), group=False
+                )
+            else:
+                distribution.extended.update(
+                    self.iterations,
+                    lambda it, apply: it.assign_add(tf.cast(apply, it.dtype)),
+                    args=(should_apply,), group=False,
+                )
         return lr
 
     def _variable_options(self, variable):
