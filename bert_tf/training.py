@@ -55,15 +55,13 @@ from absl import logging
 
 from bert_tf import distribution, files
 
-from tensorflow.core.framework import summary_pb2  # noqa: E402  (TF's own protos)
-
 LOSS_SCALE_INITIAL = 2.0**15
 LOSS_SCALE_GROWTH_STEPS = 2000
-# float16 updates skipped in a row after which training stops: the scale has long reached its
-# floor of 1 (15 halvings from the initial 2**15), so the gradient itself is not finite.
+# float16 updates skipped in a row after which training stops if the loss scale has reached its
+# floor of 1 (15 halvings from the initial 2**15): the gradient itself is not finite.
 MAX_SKIPPED_IN_A_ROW = 64
-_SCALAR_METADATA = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+_SCALAR_METADATA = tf.compat.v1.SummaryMetadata(  # the proto, exported under compat.v1
+    plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars")
 ).SerializeToString()
 
 
@@ -495,7 +493,7 @@ class Trainer:
                              self.skipped_steps)
                 skipped = self.skipped_steps
             skipped_in_a_row = skipped_in_a_row + num_steps if step == previous_step else 0
-            if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+            if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW and metrics["loss_scale"] <= 1.0:
                 raise FloatingPointError(
                     f"{skipped_in_a_row} float16 updates in a row skipped at global_step "
                     f"{step}: the gradient is not finite even at loss scale "
