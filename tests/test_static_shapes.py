@@ -96,8 +96,8 @@ def test_one_bucket_is_a_static_shape_and_padding_values_are_kept():
 
 def test_jit_compiles_once_per_bucket_and_padding_changes_no_logit(features):
     keras.utils.set_random_seed(0)
-    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64,
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32,
                         max_position_embeddings=MAX_SEQ)
     model = BertClassifier(config, num_labels=2)
     compiled = tf.function(lambda inputs: model(inputs, training=False)["logits"],

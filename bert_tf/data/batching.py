@@ -56,9 +56,10 @@ def pad_and_batch(dataset, batch_size: int, drop_remainder: bool,
 
         def target_length(length):
             index = tf.searchsorted(buckets, tf.reshape(length, [1]), side="left")[0]
-            tf.debugging.assert_less(index, tf.size(buckets), message=(
+            check = tf.debugging.assert_less(index, tf.size(buckets), message=(
                 "a sequence is longer than the largest length bucket (max_seq_length)"))
-            return tf.gather(buckets, index)
+            with tf.control_dependencies([check]):
+                return tf.gather(buckets, index)
     elif pad_to_multiple_of and pad_to_multiple_of > 1:
         multiple = int(pad_to_multiple_of)
 
