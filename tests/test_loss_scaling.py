@@ -113,3 +113,18 @@ def test_updates_that_never_become_finite_stop_training(tmp_path):
                                                  r"global_step 0: .* loss scale 1 "):
         trainer.train(dataset_fn, 100)
     assert trainer.global_step == 0
+
+
+def test_checkpoints_from_before_the_skip_count_still_resume(tmp_path):
+    # Earlier bert_tf versions saved the loss scale without `skipped_steps`.
+    old, _ = make_trainer(tmp_path, batches("."))
+    legacy_state = tf.Module()
+    legacy_state.loss_scale = tf.Variable(1024.0)
+    legacy_state.loss_scale_good_steps = tf.Variable(7, dtype=tf.int64)
+    old.optimizer.iterations.assign(5)
+    tf.train.Checkpoint(model=old.model, optimizer=old.optimizer,
+                        training_state=legacy_state).save(str(tmp_path / "ckpt"))
+    resumed, _ = make_trainer(tmp_path, batches("."))
+    assert resumed.restore() is not None
+    assert resumed.global_step == 5 and resumed.skipped_steps == 0
+    assert float(resumed.state.loss_scale.numpy()) == 1024.0
