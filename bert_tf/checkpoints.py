@@ -32,14 +32,13 @@ import glob
 import json
 import os
 import re
-import shutil
-import tempfile
 from typing import List, Optional, Tuple
 
 import numpy as np
 from absl import logging
 
 from bert_tf import files
+from bert_tf.files import publish_files, staging_directory
 
 __all__ = [
     "CheckpointError",
@@ -1362,7 +1361,11 @@ def save_original_checkpoint(model, prefix, config=None):
 
     Creates `<prefix>.index` and `<prefix>.data-00000-of-00001` with the original variable
     names and layouts, and `bert_config.json` beside them (keys of the original file only).
-    Files are written under temporary names and renamed when complete.
+    All files are written and flushed to disk under temporary names, then renamed into place
+    together, `bert_config.json` and the data file first and the `.index` last
+    (`bert_tf.files.publish_files`): a failure while writing leaves an existing checkpoint at
+    `prefix` untouched, a crash between the renames leaves no `.index` (an error to load),
+    never a new data file beside an old index.
 
     An activation the original code cannot express (e.g. "gelu_exact", the erf GELU of a
     Hugging Face config) is written under its bert_tf name with a logged warning: bert_tf reads
@@ -1399,7 +1402,6 @@ def _write_original(values, config, prefix):
 
     prefix = os.path.abspath(os.path.expanduser(os.fspath(prefix)))
     directory = os.path.dirname(prefix)
-    os.makedirs(directory, exist_ok=True)
     names = list(values)
     tensors = [tf.constant(np.asarray(values[name], dtype=np.float32)) for name in names]
 
@@ -1414,8 +1416,7 @@ def _write_original(values, config, prefix):
             config_dict["hidden_act"],
         )
 
-    staging = tempfile.mkdtemp(prefix=".save_original_", dir=directory)
-    try:
+    with staging_directory(directory, os.path.basename(prefix)) as staging:
         staged_prefix = os.path.join(staging, os.path.basename(prefix))
         tf.raw_ops.SaveV2(
             prefix=staged_prefix,
@@ -1426,11 +1427,12 @@ def _write_original(values, config, prefix):
         with open(os.path.join(staging, "bert_config.json"), "w", encoding="utf-8") as writer:
             json.dump(config_dict, writer, indent=2)
             writer.write("\n")
-        for staged in sorted(os.listdir(staging)):
-            target = os.path.join(directory, staged)
-            os.replace(os.path.join(staging, staged), target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        # The .index is what makes the prefix a checkpoint: renamed last (an old one removed
+        # first), so no crash leaves new data files readable through an old index.
+        index = os.path.basename(prefix) + ".index"
+        staged = sorted(os.listdir(staging), key=lambda name: (name == index, name))
+        publish_files([(os.path.join(staging, name), os.path.join(directory, name))
+                       for name in staged], commit_marker=True)
     logging.info("Wrote original-layout checkpoint %s (%d variables) and bert_config.json", prefix, len(names))
     return prefix
 

@@ -192,16 +192,18 @@ def build_classifier(config, num_labels, pooling="pooler"):
     return BertClassifier(config, num_labels=max(num_labels, 1), pooling=pooling)
 
 
-def predict_logits(predict_fn, features, batch_size, pad_to_multiple_of=8):
+def predict_logits(predict_fn, features, batch_size, pad_to_multiple_of=8, length_buckets=None):
     """Logits [N, C] for every example, in the features' order. Batches are formed from
-    length-sorted examples (little padding) and the order restored afterwards."""
+    length-sorted examples (little padding) and the order restored afterwards; see
+    `classification_dataset` for the padding."""
     import numpy as np
 
     from bert_tf.data import classification as cls_data
 
     order = cls_data.length_sorted_order(features)
     dataset = cls_data.classification_dataset(features, batch_size, is_training=False, order=order,
-                                              pad_to_multiple_of=pad_to_multiple_of)
+                                              pad_to_multiple_of=pad_to_multiple_of,
+                                              length_buckets=length_buckets)
     chunks = finetuning.predict_batches(predict_fn, dataset)
     logits = np.concatenate(chunks, axis=0) if chunks else np.zeros((0, 1), np.float32)
     restored = np.empty_like(logits)
@@ -324,7 +326,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
             return cls_data.classification_dataset(
                 train_features, settings.train_batch_size, is_training=True, seed=settings.seed,
                 order=order, pad_to_multiple_of=settings.pad_to_multiple_of,
-                input_context=input_context)
+                input_context=input_context, length_buckets=run.length_buckets)
 
         train_dataset_fn = train_input
     train_seconds = run.train_or_restore(train_dataset_fn)
@@ -342,7 +344,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
                          f" ({set_name})" if set_name else "", len(dev_features),
                          settings.eval_batch_size, dev_features.num_truncated)
             logits = predict_logits(predict_fn, dev_features, settings.eval_batch_size,
-                                    settings.pad_to_multiple_of)
+                                    settings.pad_to_multiple_of, run.length_buckets)
             set_results = evaluate(logits, dev_features, processor, settings.eval_batch_size,
                                    global_step)
             if set_name:
@@ -360,7 +362,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
                          f" ({set_name})" if set_name else "", len(test_features),
                          settings.predict_batch_size, test_features.num_truncated)
             logits = predict_logits(predict_fn, test_features, settings.predict_batch_size,
-                                    settings.pad_to_multiple_of)
+                                    settings.pad_to_multiple_of, run.length_buckets)
             write_predictions(settings.output_dir, logits, processor, label_list,
                               suffix=f"_{set_name}" if set_name else "")
         timings["predict_seconds"] = time.time() - start

@@ -31,22 +31,21 @@ named in a warning. The GELU variant is carried in each format's own config fiel
 the erf GELU with LayerNorm epsilon 1e-5 whatever the model, so an MLM head is written as
 `bert_tf>BertMaskedLM`, which computes BERT's.
 
-The output folder is written under a temporary name beside DST and renamed when complete: a
-failed conversion leaves nothing behind. DST must not exist or be an empty folder.
+The output folder is written under a temporary name beside DST, flushed to disk and renamed
+when complete (`bert_tf.files.atomic_directory`): a failed conversion leaves nothing behind.
+DST must not exist or be an empty folder.
 """
 
 import dataclasses
 import json
 import os
-import shutil
 import sys
-import tempfile
 from typing import Tuple
 
 import numpy as np
 from absl import app, flags, logging
 
-from bert_tf import checkpoints
+from bert_tf import checkpoints, files
 from bert_tf.files import atomic_copy, atomic_write
 
 FORMATS = ("original", "huggingface", "keras_hub", "bert_tf")
@@ -154,23 +153,10 @@ def write_weights(weights, output_dir, to, extra_files=()) -> ConversionResult:
     if weights.do_lower_case is None:
         logging.warning("%s: the casing of the vocabulary is unknown (pass --do_lower_case); the "
                         "output does not record it", weights.source)
-    parent = os.path.dirname(output_dir)
-    created = _missing_ancestors(parent)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.tmp-", dir=parent)
-    try:
+    with files.atomic_directory(output_dir) as staging:
         result = _WRITERS[to](weights, staging)
         for path, name in extra_files:
-            atomic_copy(path, os.path.join(staging, name))
-        if os.path.isdir(output_dir):
-            os.rmdir(output_dir)  # empty, checked above
-        os.chmod(staging, 0o755)
-        os.rename(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        for directory in created:
-            shutil.rmtree(directory, ignore_errors=True)
-        raise
+            files.atomic_copy(path, os.path.join(staging, name))
     result.output_dir = output_dir
     logging.info(
         "Converted %s (%s) to %s format in %s%s: encoder%s%s", weights.source,
@@ -186,15 +172,6 @@ def _check_new_folder(output_dir):
     if os.path.exists(output_dir) and (not os.path.isdir(output_dir) or os.listdir(output_dir)):
         raise ValueError(f"--output_dir: {output_dir} already exists and is not an empty folder; "
                          "expected a new folder")
-
-
-def _missing_ancestors(directory):
-    """The outermost directory of `directory`'s chain that does not exist yet (as a list)."""
-    missing = None
-    while directory and not os.path.exists(directory):
-        missing = directory
-        directory = os.path.dirname(directory)
-    return [missing] if missing else []
 
 
 def _select_heads(weights, supported, to):

@@ -18,8 +18,10 @@ give `[CLS] [SEP]`), so a SavedModel loads in a process that imports only `tenso
 output (every model masks padding) and makes short requests cheap. The vocabulary is an asset
 (`assets/vocab.txt`); TF Serving warmup requests for all three signatures go to
 `assets.extra/tf_serving_warmup_requests` when `tensorflow-serving-api` is installed (the
-`serving` extra). The version directory appears atomically: it is written under a temporary
-name and renamed when complete.
+`serving` extra). The version directory appears atomically: it is written under a hidden
+temporary name inside EXPORT_DIR, flushed to disk and renamed when complete. An existing
+EXPORT_DIR keeps everything in it and gets the next version number (nothing is overwritten);
+a failed export leaves nothing behind, not even the EXPORT_DIR it created.
 
 One mechanism serves every kind (`ServingFunctions`): a function from packed ids to outputs
 (`serve_ids`), and the raw-text function that tokenizes first. The word tagger (run_ner) has
@@ -31,17 +33,15 @@ import argparse
 import dataclasses
 import os
 import re
-import shutil
 import sys
 import tempfile
-import uuid
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 from absl import logging
 import keras
 import tensorflow as tf
 
-from bert_tf import metrics, preprocessing, word_splitting
+from bert_tf import files, metrics, preprocessing, word_splitting
 
 # The model kinds and what `serving_default` returns for each (docs/serving.md has the shapes).
 KINDS = {
@@ -327,32 +327,25 @@ def write_serving_model(export_dir: str, functions: ServingFunctions, warmup: bo
     archive.add_endpoint("serve_examples", examples_functions.serve_examples,
                          input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
 
-    created = not os.path.isdir(export_dir)
-    os.makedirs(export_dir, exist_ok=True)
-    tmp = os.path.join(export_dir, f".tmp-{uuid.uuid4().hex}")
-    with tempfile.TemporaryDirectory() as vocab_dir:
+    with tempfile.TemporaryDirectory() as vocab_dir, \
+            files.staging_directory(export_dir, "export") as staging:
         vocab_file = os.path.join(vocab_dir, "vocab.txt")
         with open(vocab_file, "w", encoding="utf-8") as f:
             f.write("".join(f"{token}\n" for token in functions.preprocessor.id_to_token()))
         # Tracked by the saved object, so saving copies it to assets/ and TF Serving keeps it.
+        # Private: guarded by tests/test_private_apis.py.
         archive._tf_trackable.vocab_file = tf.saved_model.Asset(vocab_file)  # pylint: disable=protected-access
-        try:
-            archive.write_out(tmp, verbose=False)
-            if warmup:
-                write_warmup_requests(tmp, functions.text_inputs, functions.preprocessor)
-            while True:
-                final = os.path.join(export_dir, str(next_version(export_dir)))
-                try:
-                    os.rename(tmp, final)  # Atomic; fails if a concurrent export took the number.
-                    return final
-                except OSError:
-                    if not os.path.isdir(final):
-                        raise
-        finally:
-            if os.path.isdir(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
-            if created and not os.listdir(export_dir):  # a failed export leaves nothing behind
-                os.rmdir(export_dir)
+        archive.write_out(staging, verbose=False)
+        if warmup:
+            write_warmup_requests(staging, functions.text_inputs, functions.preprocessor)
+        while True:
+            final = os.path.join(export_dir, str(next_version(export_dir)))
+            try:
+                # Fails (ENOTEMPTY/EEXIST) if a concurrent export published this number first.
+                return files.publish_directory(staging, final)
+            except OSError:
+                if not os.path.isdir(final):
+                    raise
 
 
 def write_warmup_requests(saved_model_dir: str, text_inputs: Sequence[str],

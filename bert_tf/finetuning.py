@@ -21,7 +21,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from absl import logging
 
@@ -278,8 +278,29 @@ class FineTuningRun:
         return make_predict_fn(self.model, jit_compile=self.settings.jit_compile)
 
     @property
+    def length_buckets(self) -> Optional[Tuple[int, ...]]:
+        """`sequence_length_buckets` of this run's settings and strategy."""
+        return sequence_length_buckets(self.settings, self.strategy)
+
+    @property
     def global_step(self) -> int:
         return self.trainer.global_step
+
+
+def sequence_length_buckets(settings: FineTuningSettings, strategy) -> Optional[Tuple[int, ...]]:
+    """The lengths batches are padded to (`bert_tf.data.batching`): under a TPU strategy only
+    max_seq_length (TPUs need static shapes), with `jit_compile` the few
+    `static_length_buckets` (XLA compiles one program per shape), else None: each batch to
+    its own longest sequence, the least work on CPUs and GPUs."""
+    import tensorflow as tf
+
+    from bert_tf.data import batching
+
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return (settings.max_seq_length,)
+    if settings.jit_compile:
+        return batching.static_length_buckets(settings.max_seq_length)
+    return None
 
 
 def make_predict_fn(model, jit_compile: bool = False):

@@ -125,13 +125,15 @@ def window_order(features):
     return np.argsort(features.row_lengths, kind="stable")
 
 
-def predict_windows(predict_fn, features, batch_size, pad_to_multiple_of=8):
-    """(per-window logits [length, num_labels] in `order`, order) for every window."""
+def predict_windows(predict_fn, features, batch_size, pad_to_multiple_of=8, length_buckets=None):
+    """(per-window logits [length, num_labels] in `order`, order) for every window (padding as
+    `ner_dataset` says)."""
     from bert_tf.data import ner as ner_data
 
     order = window_order(features)
     dataset = ner_data.ner_dataset(features, batch_size, is_training=False, order=order,
-                                   pad_to_multiple_of=pad_to_multiple_of)
+                                   pad_to_multiple_of=pad_to_multiple_of,
+                                   length_buckets=length_buckets)
     per_window = [row for batch in finetuning.predict_batches(predict_fn, dataset)
                   for row in batch]
     return per_window, order
@@ -157,7 +159,8 @@ def _mean_window_loss(features, per_window, order):
     return total / max(count, 1)
 
 
-def predict_tags(predict_fn, ner_file, tokenizer, label_list, settings, batch_size):
+def predict_tags(predict_fn, ner_file, tokenizer, label_list, settings, batch_size,
+                 length_buckets=None):
     """(predicted model-scheme tags per sentence, features, per-window logits, order)."""
     from bert_tf.data import ner as ner_data
 
@@ -168,7 +171,7 @@ def predict_tags(predict_fn, ner_file, tokenizer, label_list, settings, batch_si
                  "split into overlapping windows)", ner_file.path, features.num_sentences,
                  features.num_windows, features.num_split_sentences, settings.max_seq_length)
     per_window, order = predict_windows(predict_fn, features, batch_size,
-                                        settings.pad_to_multiple_of)
+                                        settings.pad_to_multiple_of, length_buckets)
     ids = ner_data.word_predictions(features, per_window, order)
     tags = [[label_list[i] for i in sentence] for sentence in ids]
     return tags, features, per_window, order
@@ -267,7 +270,8 @@ def run_ner(settings: NerSettings, strategy=None):
             return ner_data.ner_dataset(train_features, settings.train_batch_size,
                                         is_training=True, seed=settings.seed, order=order,
                                         pad_to_multiple_of=settings.pad_to_multiple_of,
-                                        input_context=input_context)
+                                        input_context=input_context,
+                                        length_buckets=run.length_buckets)
 
         train_dataset_fn = train_input
     train_seconds = run.train_or_restore(train_dataset_fn)
@@ -281,7 +285,8 @@ def run_ner(settings: NerSettings, strategy=None):
         logging.info("***** Running evaluation *****  batch %d", settings.eval_batch_size)
         tags, features, per_window, order = predict_tags(predict_fn, dev_file, tokenizer,
                                                          label_list, settings,
-                                                         settings.eval_batch_size)
+                                                         settings.eval_batch_size,
+                                                         run.length_buckets)
         results = evaluate(dev_file, tags, _mean_window_loss(features, per_window, order),
                            global_step)
         finetuning.write_eval_results(settings.output_dir, results)
@@ -293,7 +298,7 @@ def run_ner(settings: NerSettings, strategy=None):
         start = time.time()
         logging.info("***** Running prediction *****  batch %d", settings.predict_batch_size)
         tags, _, _, _ = predict_tags(predict_fn, test_file, tokenizer, label_list, settings,
-                                     settings.predict_batch_size)
+                                     settings.predict_batch_size, run.length_buckets)
         ner_data.write_predictions_conll(
             os.path.join(settings.output_dir, "test_predictions.txt"), test_file.sentences,
             test_file.to_file_scheme(tags))

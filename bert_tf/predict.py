@@ -20,10 +20,13 @@ predictions are then random); encoder `sentence_embedding` and `pooled_output`.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from typing import Callable, Dict, List, Sequence
+
+from bert_tf import files
 
 BATCH_SIZE = 32
 
@@ -212,23 +215,23 @@ def main(argv=None):
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)
-    out = open(args.output_file, "w", encoding="utf-8") if args.output_file else sys.stdout
+    # An --output_file appears only complete (temporary file renamed at the end).
+    output = (files.atomic_open(args.output_file) if args.output_file
+              else contextlib.nullcontext(sys.stdout))
     try:
-        predict, names = load_model(args.model, args, texts)
-        columns = _columns(texts, names, args.input_file or "texts")
-        progress = _Progress(len(texts), enabled=bool(args.input_file))
-        for start in range(0, len(texts), args.batch_size):
-            batch = [column[start:start + args.batch_size] for column in columns]
-            for row in format_rows(texts[start:start + args.batch_size], predict(batch),
-                                   notes=predict.notes):
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            out.flush()
-            progress.update(len(batch[0]))
+        with output as out:
+            predict, names = load_model(args.model, args, texts)
+            columns = _columns(texts, names, args.input_file or "texts")
+            progress = _Progress(len(texts), enabled=bool(args.input_file))
+            for start in range(0, len(texts), args.batch_size):
+                batch = [column[start:start + args.batch_size] for column in columns]
+                for row in format_rows(texts[start:start + args.batch_size], predict(batch),
+                                       notes=predict.notes):
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                out.flush()
+                progress.update(len(batch[0]))
     except ValueError as error:
         parser.exit(2, f"bert-predict: error: {error}\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
 
 
 def run_main():

@@ -8,7 +8,8 @@ built-in gradient accumulation fails under strategies. This loop gives, on every
   update, summed over replicas and gradient-accumulation micro-batches; steps count updates);
 * gradient accumulation in per-replica accumulators, one cross-replica sum per update;
 * float16 dynamic loss scaling (×2 after 2000 finite updates, ÷2 and skip on overflow);
-  bfloat16 needs none;
+  a skipped update does not advance `global_step` (nor the learning-rate schedule), as in
+  NVIDIA's float16 BERT; its micro-batches are consumed all the same; bfloat16 needs none;
 * `steps_per_loop` steps per `tf.function` call (the original's iterations_per_loop);
 * optional XLA (`jit_compile`) for the forward/backward computation;
 * checkpoints every `save_checkpoints_steps` (tf.train.CheckpointManager, keep
@@ -20,7 +21,8 @@ built-in gradient accumulation fails under strategies. This loop gives, on every
 
 Resume semantics: distributed iterators cannot be checkpointed, so the input must be
 deterministic (seeded shuffles, deterministic interleave) and the loop re-creates it and skips
-the micro-batches already consumed (global_step × gradient_accumulation_steps per replica).
+the micro-batches already consumed ((global_step + float16 updates skipped for overflow) ×
+gradient_accumulation_steps per replica; the skipped count is checkpointed with the loss scale).
 With that, a killed run restarted with the same command ends with the same weights as one
 that was never interrupted.
 
@@ -53,12 +55,13 @@ from absl import logging
 
 from bert_tf import distribution, files
 
-from tensorflow.core.framework import summary_pb2  # noqa: E402  (TF's own protos)
-
 LOSS_SCALE_INITIAL = 2.0**15
 LOSS_SCALE_GROWTH_STEPS = 2000
-_SCALAR_METADATA = summary_pb2.SummaryMetadata(
-    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+# float16 updates skipped in a row after which training stops if the loss scale has reached its
+# floor of 1 (15 halvings from the initial 2**15): the gradient itself is not finite.
+MAX_SKIPPED_IN_A_ROW = 64
+_SCALAR_METADATA = tf.compat.v1.SummaryMetadata(  # the proto, exported under compat.v1
+    plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars")
 ).SerializeToString()
 
 
@@ -91,6 +94,11 @@ class _TrainingState(tf.Module):
                 0, dtype=tf.int64, trainable=False, name="loss_scale_good_steps",
                 aggregation=tf.VariableAggregation.NONE,
             )
+            # Updates skipped for overflow: they consumed input but did not advance the step.
+            self.skipped_steps = tf.Variable(
+                0, dtype=tf.int64, trainable=False, name="skipped_steps",
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
 
 
 class Trainer:
@@ -110,6 +118,7 @@ class Trainer:
         keep_checkpoint_max=5,
         jit_compile=False,
         loss_scaling=None,
+        loss_scale_growth_steps=LOSS_SCALE_GROWTH_STEPS,
     ):
         """Args:
           strategy: the tf.distribute strategy the model and optimizer were created under.
@@ -125,6 +134,7 @@ class Trainer:
           jit_compile: XLA for the forward/backward pass.
           loss_scaling: None = dynamic loss scaling iff the Keras global policy computes in
             float16; True/False to force.
+          loss_scale_growth_steps: finite updates in a row after which the loss scale doubles.
         """
         self.strategy = strategy
         self.model = model
@@ -150,6 +160,9 @@ class Trainer:
         if loss_scaling is None:
             loss_scaling = keras.mixed_precision.dtype_policy().compute_dtype == "float16"
         self.loss_scaling = bool(loss_scaling)
+        self.loss_scale_growth_steps = int(loss_scale_growth_steps)
+        if self.loss_scale_growth_steps < 1:
+            raise ValueError(f"loss_scale_growth_steps must be >= 1, got {loss_scale_growth_steps}")
         self.is_chief = distribution.is_chief(strategy)
 
         if not model.trainable_variables:
@@ -191,6 +204,11 @@ class Trainer:
     def global_step(self):
         return int(self.optimizer.iterations.numpy())
 
+    @property
+    def skipped_steps(self):
+        """float16 updates skipped for overflow (not counted in global_step)."""
+        return int(self.state.skipped_steps.numpy()) if self.loss_scaling else 0
+
     def _checkpoint_dir(self):
         if self.is_chief:
             return self.model_dir
@@ -214,7 +232,13 @@ class Trainer:
         latest = tf.train.latest_checkpoint(self.model_dir)
         if latest is None:
             return None
-        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        status = self.checkpoint.restore(latest)
+        if self.loss_scaling and not tf.train.load_checkpoint(latest).has_tensor(
+                "training_state/skipped_steps/.ATTRIBUTES/VARIABLE_VALUE"):
+            # Written before skipped updates were counted (they advanced global_step then).
+            status.assert_nontrivial_match()
+        else:
+            status.assert_existing_objects_matched()
         logging.info("Restored %s (global_step %d)", latest, self.global_step)
         return latest
 
@@ -223,6 +247,7 @@ class Trainer:
         if not self.is_chief:
             shutil.rmtree(self._checkpoint_dir(), ignore_errors=True)
             return None
+        _flush_checkpoint(path)
         logging.info("Saved checkpoint %s", path)
         return path
 
@@ -317,13 +342,14 @@ class Trainer:
     def _update_loss_scale(self, finite):
         good = self.state.loss_scale_good_steps.read_value()
         scale = self.state.loss_scale.read_value()
-        grow = tf.logical_and(finite, good + 1 >= LOSS_SCALE_GROWTH_STEPS)
+        grow = tf.logical_and(finite, good + 1 >= self.loss_scale_growth_steps)
         new_scale = tf.where(
             finite, tf.where(grow, scale * 2.0, scale), tf.maximum(scale / 2.0, 1.0)
         )
         new_good = tf.where(tf.logical_and(finite, tf.logical_not(grow)), good + 1, 0)
         self.state.loss_scale.assign(new_scale)
         self.state.loss_scale_good_steps.assign(new_good)
+        self.state.skipped_steps.assign_add(1 - tf.cast(finite, tf.int64))
 
     # ------------------------------------------------------------------ cross-replica steps
 
@@ -360,7 +386,7 @@ class Trainer:
             means = {k: v / count for k, v in sums.items()}
             # The rate and loss scale are reported as of the last update, not averaged.
             means["learning_rate"] = self.optimizer.current_learning_rate(
-                self.optimizer.iterations - 1
+                tf.maximum(self.optimizer.iterations - 1, 0)
             )
             if self.loss_scaling:
                 means["loss_scale"] = tf.identity(self.state.loss_scale)
@@ -415,6 +441,7 @@ class Trainer:
         if restored is None and init_fn is not None:
             init_fn()
         start = self.global_step
+        skipped = self.skipped_steps
         if start >= num_train_steps:
             logging.info("global_step %d >= num_train_steps %d: nothing to train", start, num_train_steps)
             return {}
@@ -430,7 +457,7 @@ class Trainer:
         self._loss_names = self._probe_loss_names(element_spec)
         self._train_metric_names = list(self._loss_names)
         dataset = self._distribute(
-            dataset_fn, self.micro_batch_size, skip_steps=start,
+            dataset_fn, self.micro_batch_size, skip_steps=start + skipped,
             micro_batches_per_step=self.accumulation_steps,
         )
         iterator = iter(dataset)
@@ -446,6 +473,7 @@ class Trainer:
             keras.mixed_precision.dtype_policy().name,
         )
         step = start
+        skipped_in_a_row = 0
         first_loop = True
         metrics = {}
         run_start = time.time()
@@ -457,7 +485,20 @@ class Trainer:
             result = self._train_loop_fn(iterator, tf.constant(num_steps, tf.int32))
             metrics = {k: float(v) for k, v in result.items()}
             elapsed = time.time() - loop_start
-            step = self.global_step
+            previous_step, step = step, self.global_step
+            if self.loss_scaling and self.skipped_steps > skipped:
+                logging.info("%d float16 update(s) skipped for overflow (gradient not finite; "
+                             "loss scale now %g): global_step stays at %d, %d skipped in all",
+                             self.skipped_steps - skipped, metrics["loss_scale"], step,
+                             self.skipped_steps)
+                skipped = self.skipped_steps
+            skipped_in_a_row = skipped_in_a_row + num_steps if step == previous_step else 0
+            if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW and metrics["loss_scale"] <= 1.0:
+                raise FloatingPointError(
+                    f"{skipped_in_a_row} float16 updates in a row skipped at global_step "
+                    f"{step}: the gradient is not finite even at loss scale "
+                    f"{metrics['loss_scale']:g} (the model diverged; lower the learning "
+                    f"rate, or train in float32 or bfloat16)")
             if not all(math.isfinite(metrics[k]) for k in self._loss_names):
                 logging.warning("non-finite loss at step %d: %s", step, metrics)
             examples_per_second = num_steps * self.train_batch_size / max(elapsed, 1e-9)
@@ -566,6 +607,24 @@ def write_eval_results(path, results):
         logging.info("  %s = %s", key, text)
     files.atomic_write(path, "".join(lines))
     return path
+
+
+def _flush_checkpoint(path):
+    """Makes the checkpoint `path` (a CheckpointManager's newest) durable.
+
+    TensorFlow already makes it atomic against crashes: the data file is written under a
+    temporary name and renamed, the `.index` has a new name per checkpoint, and the
+    `checkpoint` state file that names the newest one is replaced last (temporary + rename),
+    so a run killed mid-save resumes from the previous checkpoint. It never fsyncs, though:
+    after a power loss the state file could name files whose data never reached the disk.
+    """
+    if "://" in path:  # remote file systems have no fsync
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    for name in os.listdir(directory):
+        if name.startswith(os.path.basename(path) + ".") or name == "checkpoint":
+            files.fsync_file(os.path.join(directory, name))
+    files.fsync_directory(directory)
 
 
 def _format_seconds(seconds):

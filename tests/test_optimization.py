@@ -131,7 +131,7 @@ def test_lamb_one_step_matches_numpy():
         np.testing.assert_allclose(variable.numpy(), w - lr * ratio * update, rtol=1e-5, atol=1e-6)
 
 
-def test_should_apply_false_keeps_weights_and_moments_but_advances_step():
+def test_should_apply_false_keeps_weights_moments_and_step():
     model = _tiny_model()
     variables = model.trainable_variables
     before = [v.numpy() for v in variables]
@@ -142,7 +142,11 @@ def test_should_apply_false_keeps_weights_and_moments_but_advances_step():
     for variable, old in zip(variables, before):
         np.testing.assert_array_equal(variable.numpy(), old)
     assert np.all(opt.slots["adam_m"][0].numpy() == 0.0)
+    assert int(opt.iterations.numpy()) == 0  # a skipped update is not a step
+    opt.apply_gradients(zip([tf.ones_like(v) for v in variables], variables),
+                        should_apply=tf.constant(True))
     assert int(opt.iterations.numpy()) == 1
+    assert any(not np.array_equal(v.numpy(), old) for v, old in zip(variables, before))
 
 
 def test_apply_gradients_inside_tf_function():

@@ -29,6 +29,7 @@ import numpy as np
 from absl import logging
 
 from bert_tf import files
+from bert_tf.data import batching
 
 # Bump when the cached feature layout or the conversion rules change.
 _FEATURE_CACHE_VERSION = 1
@@ -675,10 +676,11 @@ def load_features(processor: DataProcessor, data_dir: str, split: str, tokenizer
 def classification_dataset(features: ClassificationFeatures, batch_size: int, is_training: bool,
                            seed: Optional[int] = None, order: Optional[np.ndarray] = None,
                            pad_to_multiple_of: int = 8, drop_remainder: Optional[bool] = None,
-                           input_context=None):
+                           input_context=None, length_buckets: Optional[Sequence[int]] = None):
     """A tf.data pipeline of dict batches `input_ids`, `input_mask`, `segment_ids` int32
     [batch, length] and `label_ids` [batch], each batch padded to its own longest sequence
-    (rounded up to `pad_to_multiple_of`), not to max_seq_length.
+    (rounded up to `pad_to_multiple_of`), not to max_seq_length, or with `length_buckets` to
+    the smallest of those lengths that holds it (`bert_tf.data.batching`: XLA and TPUs).
 
     Training: shuffled (seeded) and repeated forever, or, with `order` (e.g.
     `length_grouped_order`), that order repeated; `drop_remainder=True` by default as in the
@@ -717,18 +719,10 @@ def classification_dataset(features: ClassificationFeatures, batch_size: int, is
                 "label_ids": label}
 
     dataset = dataset.map(one_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.padded_batch(batch_size, drop_remainder=drop_remainder)
-    if pad_to_multiple_of and pad_to_multiple_of > 1:
-        multiple = int(pad_to_multiple_of)
-
-        def round_up(batch):
-            length = tf.shape(batch["input_ids"])[1]
-            extra = (multiple - length % multiple) % multiple
-            padded = {k: tf.pad(v, [[0, 0], [0, extra]]) for k, v in batch.items() if k != "label_ids"}
-            padded["label_ids"] = batch["label_ids"]
-            return padded
-
-        dataset = dataset.map(round_up, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = batching.pad_and_batch(
+        dataset, batch_size, drop_remainder,
+        padding_values={"input_ids": 0, "input_mask": 0, "segment_ids": 0},
+        pad_to_multiple_of=pad_to_multiple_of, length_buckets=length_buckets)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

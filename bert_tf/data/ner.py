@@ -43,6 +43,7 @@ from absl import logging
 
 from bert_tf.data.classification import DataFormatError, length_sorted_order
 from bert_tf import files
+from bert_tf.data import batching
 from bert_tf.files import atomic_write
 from bert_tf.metrics import extract_spans
 
@@ -567,10 +568,12 @@ def convert_sentences_to_features(sentences: Sequence[NerSentence], tokenizer,
 def ner_dataset(features: NerFeatures, batch_size: int, is_training: bool,
                 seed: Optional[int] = None, order: Optional[np.ndarray] = None,
                 pad_to_multiple_of: int = 8, drop_remainder: Optional[bool] = None,
-                input_context=None):
+                input_context=None, length_buckets: Optional[Sequence[int]] = None):
     """A tf.data pipeline of dict batches `input_ids`, `input_mask`, `segment_ids`, `label_ids`,
     all int32 [batch, length], each batch padded to its longest window (rounded up to
-    `pad_to_multiple_of`); padding is 0, and -1 for `label_ids` (ignored by loss and metrics).
+    `pad_to_multiple_of`; with `length_buckets`, to the smallest of those lengths that holds
+    it: `bert_tf.data.batching`); padding is 0, and -1 for `label_ids` (ignored by loss and
+    metrics).
 
     The same contract as `classification_dataset`: training is shuffled (seeded) and repeated
     forever, or `order` repeated, with `drop_remainder=True` by default; evaluation and
@@ -603,21 +606,11 @@ def ner_dataset(features: NerFeatures, batch_size: int, is_training: bool,
         return {"input_ids": ids, "input_mask": tf.ones_like(ids),
                 "segment_ids": tf.zeros_like(ids), "label_ids": window["label_ids"]}
 
-    padding = {"input_ids": 0, "input_mask": 0, "segment_ids": 0, "label_ids": -1}
     dataset = dataset.map(one_window, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.padded_batch(
-        batch_size, padding_values={k: tf.constant(v, tf.int32) for k, v in padding.items()},
-        drop_remainder=drop_remainder)
-    if pad_to_multiple_of and pad_to_multiple_of > 1:
-        multiple = int(pad_to_multiple_of)
-
-        def round_up(batch):
-            length = tf.shape(batch["input_ids"])[1]
-            extra = (multiple - length % multiple) % multiple
-            return {k: tf.pad(v, [[0, 0], [0, extra]], constant_values=padding[k])
-                    for k, v in batch.items()}
-
-        dataset = dataset.map(round_up, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = batching.pad_and_batch(
+        dataset, batch_size, drop_remainder,
+        padding_values={"input_ids": 0, "input_mask": 0, "segment_ids": 0, "label_ids": -1},
+        pad_to_multiple_of=pad_to_multiple_of, length_buckets=length_buckets)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

@@ -282,8 +282,10 @@ class RecordFileWriter:
 
     `write_framed` takes records already framed by `Crc32c.frame` (the data-creation workers
     frame in parallel); `write` frames one record itself. Data goes to `<output>.tmp-<pid>`
-    files; `close()` renames them to their final names, `abort()` (or leaving a `with` block
-    through an exception) deletes them. With `gzip=True` each file is one GZIP stream, as
+    files; `close()` flushes them all to disk and then renames them to their final names
+    (`bert_tf.files.publish_files`: one quick step at the end, so a run that fails or is
+    killed while writing leaves an existing set of the same names untouched), `abort()` (or
+    leaving a `with` block through an exception) deletes them. With `gzip=True` each file is one GZIP stream, as
     TensorFlow's `TFRecordOptions(compression_type="GZIP")` writes it.
     """
 
@@ -399,12 +401,13 @@ class RecordFileWriter:
             if self._compressors is not None:
                 file.write(self._compressors[index].flush())
             file.close()
-        sizes = {}
-        for temp, path in zip(self._temp_files, self.output_files):
-            os.replace(temp, path)
-            sizes[path] = os.path.getsize(path)
         self._files = []
-        return sizes
+        try:
+            files_lib.publish_files(list(zip(self._temp_files, self.output_files)))
+        except BaseException:
+            self.abort()
+            raise
+        return {path: os.path.getsize(path) for path in self.output_files}
 
     def abort(self):
         for file in self._files:
