@@ -388,7 +388,7 @@ def wrong_records():
                                                              r"expected an int64_list"),
         "bytes weights": (example_bytes(masked_lm_weights=tf.train.Feature(
             bytes_list=tf.train.BytesList(value=[b"x"] * 3))),
-            r"'masked_lm_weights' is a bytes_list; expected an float_list"),
+            r"'masked_lm_weights' is a bytes_list; expected a float_list"),
         "not an Example": (b"\xff\xfe not a protocol buffer", r"not a tf\.train\.Example"),
         "no features": (b"", r"record has no feature 'input_ids'"),
     }

@@ -494,7 +494,8 @@ def check_example(record, where, max_seq_length, max_predictions_per_seq, vocab_
         want_kind = "float_list" if name == "masked_lm_weights" else "int64_list"
         if kind is not None and kind != want_kind:
             raise files_lib.DataFormatError(
-                f"{where}: feature {name!r} is a {kind}; expected an {want_kind} (the "
+                f"{where}: feature {name!r} is a {kind}; expected "
+                f"{'an' if want_kind[0] == 'i' else 'a'} {want_kind} (the "
                 f"pretraining TFRecord features of create_pretraining_data)")
         values = getattr(feature, kind).value if kind else []
         if len(values) != want:
