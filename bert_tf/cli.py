@@ -446,6 +446,7 @@ def setup_from_flags(flag_values=flags.FLAGS):
 
     # The strategy first: MultiWorkerMirroredStrategy must be created before other TF work.
     strategy = strategy_from_flags(flag_values)
+    hide_onednn_dtype_notice()  # (an export at the end would print it)
     keras.utils.set_random_seed(flag_values.seed)
     policy = distribution.set_mixed_precision(flag_values.mixed_precision)
     logging.info("Keras dtype policy: %s", policy)

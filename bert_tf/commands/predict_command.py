@@ -51,6 +51,7 @@ def _write_atomically(path, write):
     """`write(file)` into a temporary file beside `path`, renamed to `path` when it returns;
     removed when it raises."""
     directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
                                          dir=directory)
     try:
