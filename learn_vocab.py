@@ -36,6 +36,7 @@ def main(argv):
     from bert_tf.vocab_learning import learn_wordpiece_vocab
 
     logging.set_verbosity(logging.INFO)
+    cli.import_tensorflow_quietly()  # (its file system reads the input)
     learn_wordpiece_vocab(
         FLAGS.input_file,
         FLAGS.vocab_size,

@@ -5,6 +5,7 @@ passes its `flags.FLAGS` to `strategy_from_flags` / `setup_from_flags`. Library 
 reads FLAGS; only these helpers and the scripts do.
 """
 
+import contextlib
 import dataclasses
 import importlib
 import os
@@ -162,30 +163,32 @@ _TENSORFLOW_NOISE = re.compile(
 DEBUG_ENVIRONMENT_VARIABLE = "BERT_TF_DEBUG"
 
 
-def import_tensorflow_quietly():
-    """Imports tensorflow and tensorflow_text with TensorFlow's start-up noise hidden.
+_LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+# Whether the user chose TensorFlow's C++ log level (then bert_tf filters none of its lines).
+_USER_SET_LOG_LEVEL = _LOG_LEVEL_VARIABLE in os.environ
 
-    C++ logging below errors is switched off (TF_CPP_MIN_LOG_LEVEL=2) unless the user set
-    TF_CPP_MIN_LOG_LEVEL. What the import and the device discovery print on stderr before
-    that setting takes effect is filtered: the banner lines (oneDNN, CPU features, no CUDA
-    driver, cuInit) are dropped, anything else is passed on. TF_CPP_MIN_LOG_LEVEL=0 keeps
-    everything.
-    """
-    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-        return tf
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _tensorflow_noise_filtered():
+    return os.environ.get(_LOG_LEVEL_VARIABLE) != "0"
+
+
+@contextlib.contextmanager
+def filtered_stderr():
+    """Inside: what is written to file descriptor 2 (TensorFlow's C++ logging, Python's
+    stderr) is held back; on leaving, TensorFlow's lines that say nothing to a user
+    (`_TENSORFLOW_NOISE`) are dropped and the rest is written out. Nothing is filtered when
+    the user set TF_CPP_MIN_LOG_LEVEL=0."""
+    if not _tensorflow_noise_filtered():
+        yield
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow as tf  # pylint: disable=import-outside-toplevel
-            importlib.import_module("tensorflow_text")  # registers its ops; prints a banner too
-
-            tf.config.list_physical_devices()  # CUDA's probe prints here
+            yield
         finally:
+            sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
@@ -193,7 +196,50 @@ def import_tensorflow_quietly():
                     if line.strip() and not _TENSORFLOW_NOISE.search(line)]
             if kept:
                 sys.stderr.write("\n".join(kept) + "\n")
+                sys.stderr.flush()
+
+
+def import_tensorflow_quietly():
+    """Imports tensorflow and tensorflow_text with TensorFlow's start-up noise hidden.
+
+    C++ logging below errors is switched off (TF_CPP_MIN_LOG_LEVEL=2) unless the user set
+    TF_CPP_MIN_LOG_LEVEL. What the import and the device discovery print on stderr before
+    that setting takes effect is filtered (`filtered_stderr`): the banner lines (oneDNN, CPU
+    features, no CUDA driver, cuInit) are dropped, anything else is passed on.
+    TF_CPP_MIN_LOG_LEVEL=0 keeps everything.
+    """
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+        return tf
+    os.environ.setdefault(_LOG_LEVEL_VARIABLE, "2")
+    with filtered_stderr():
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        importlib.import_module("tensorflow_text")  # registers its ops; prints a banner too
+
+        tf.config.list_physical_devices()  # CUDA's probe prints here
     return tf
+
+
+def hide_onednn_dtype_notice():
+    """TensorFlow's oneDNN build logs `oneDNN supports DT_INT64 only on platforms with AVX-512`
+    at ERROR level (so TF_CPP_MIN_LOG_LEVEL=2 shows it), once per process, the first time an
+    int64 tensor is transposed on the CPU (the ragged ops of the in-graph tokenizer do: every
+    export, serving load and bert-predict); it falls back to Eigen and nothing is wrong. This
+    transposes one int64 element with the line filtered, so that it does not come later.
+
+    Call after the tf.distribute strategy exists (it runs an op, which fixes the devices).
+    Nothing is hidden when the user set TF_CPP_MIN_LOG_LEVEL."""
+    global _ONEDNN_NOTICE_HIDDEN
+    if _USER_SET_LOG_LEVEL or _ONEDNN_NOTICE_HIDDEN:
+        return
+    tf = import_tensorflow_quietly()
+    with filtered_stderr(), tf.device("/cpu:0"):
+        tf.transpose(tf.zeros([1, 1], tf.int64))
+    _ONEDNN_NOTICE_HIDDEN = True
+
+
+_ONEDNN_NOTICE_HIDDEN = False
 
 
 def _debugging(flag_values):
@@ -247,17 +293,104 @@ def _is_user_error(error):
     return True
 
 
+_HELP_FLAGS = ("--help", "-help", "-h", "--helpshort", "--helpfull", "-?")
+
+
+def describe_flag_error(error, flag_values=flags.FLAGS):
+    """absl's flag-parse error `error` as `--flag: what is wrong; what to do` (one line)."""
+    text = " ".join(str(error).split())
+    see_help = "--help lists the flags"
+    if isinstance(error, flags.UnrecognizedFlagError):
+        suggestions = re.search(r"Did you mean: (.+?) ?\?$", text)
+        if suggestions:
+            names = [f"--{name.strip()}" for name in suggestions.group(1).split(",")]
+            return f"--{error.flagname}: unknown flag; did you mean {' or '.join(names)}?"
+        return f"--{error.flagname}: unknown flag; {see_help}"
+    missing = re.fullmatch(r"Missing value for flag (-+[\w.-]+)", text)
+    if missing:
+        return f"{missing.group(1)}: no value given; write {missing.group(1)}=VALUE"
+    negated = re.fullmatch(r"(--no([\w.-]+))=(.*) does not take an argument", text)
+    if negated:
+        return (f"{negated.group(1)}={negated.group(3)}: a negated flag takes no value; write "
+                f"{negated.group(1)} or --{negated.group(2)}=false")
+    bad_value = re.fullmatch(r"flag --([\w.-]+)=(.*?): (.*)", text)
+    if not bad_value:
+        return f"{text}; {see_help}"
+    name, value, reason = bad_value.groups()
+    flag = flag_values[name] if name in flag_values else None
+    if "must have a value other than None" in reason:
+        return f"--{name}: missing; this flag is required ({see_help})"
+    if flag is None:
+        return f"--{name}={value}: {reason}"
+    kind = flag.flag_type()
+    example = f" such as --{name}={flag.default}" if flag.default is not None else ""
+    if kind == "int" and "invalid literal" in reason:
+        return f"--{name}={value}: not an integer; write a whole number{example}"
+    if kind == "float" and "could not convert" in reason:
+        return f"--{name}={value}: not a number; write a number{example}"
+    if kind == "bool":
+        return f"--{name}={value}: not true or false; write --{name} or --no{name}"
+    if "enum" in kind and getattr(flag.parser, "enum_values", None):
+        return f"--{name}={value}: expected one of {', '.join(flag.parser.enum_values)}"
+    return f"--{name}={value}: {reason}"
+
+
+def parse_flags(argv, flag_values=flags.FLAGS):
+    """`flag_values(argv)` (argv[0] is the program): the arguments left over, or a one-line
+    `error: --flag: ...` on stderr and exit status 2 for a flag absl cannot parse (unknown, a
+    bad value, a required one missing) instead of absl's two lines."""
+    try:
+        return flag_values(argv)
+    except flags.Error as error:
+        message = describe_flag_error(error, flag_values)
+    except ValueError as error:  # absl's own for `--noflag=value`
+        message = describe_flag_error(error, flag_values)
+    sys.stderr.write(f"error: {message}\n")
+    sys.exit(2)
+
+
 def run_script(main, module_name, flag_values=flags.FLAGS):
     """`app.run(main)` for the script module `module_name` (its `__name__`), with
-    `report_errors`. When the script runs as a console command (`bert-run-classifier`),
-    absl's --help lists the flags of the command's own file, which defines none: the script's
-    key flags are registered for it too."""
+    `report_errors` and one-line flag errors (`parse_flags`). When the script runs as a
+    console command (`bert-run-classifier`), absl's --help lists the flags of the command's
+    own file, which defines none: the script's key flags are registered for it too."""
     from absl import app
 
     if module_name != "__main__":
         for flag in flag_values.get_key_flags_for_module(module_name):
             flag_values.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(report_errors(main, flag_values))
+    app.run(report_errors(main, flag_values),
+            flags_parser=lambda argv: parse_flags(argv, flag_values))
+
+
+def command_help(program, description, flag_values):
+    """--help of a command that has its own FlagValues: the description and its flags."""
+    lines = [description.strip(), "", f"flags of {program}:",
+             flag_values.get_help(prefix="  ", include_special_flags=False)]
+    return "\n".join(lines) + "\n"
+
+
+def run_command(main, flag_values, argv, program, description):
+    """The command line of bert-export, bert-predict and bert-convert, whose flags live in a
+    FlagValues of their own (`flag_values`, not absl's global FLAGS, so that the commands and
+    the scripts can run in one process): --help prints `command_help` (no TensorFlow import)
+    and exits 0; the flags are parsed with one-line errors (`parse_flags`); `main(arguments)`
+    (the positional arguments, argv[0] first) runs with `report_errors`. `argv` excludes the
+    program name (None: sys.argv[1:]). Returns what `main` returns."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    options = argv[:argv.index("--")] if "--" in argv else argv
+    if any(option in _HELP_FLAGS for option in options):
+        sys.stdout.write(command_help(program, description, flag_values))
+        sys.exit(0)
+    arguments = parse_flags([program] + argv, flag_values)
+    return report_errors(main, flag_values)(arguments)
+
+
+def define_verbosity_flag(flag_values):
+    """--verbosity for a command with its own FlagValues (absl's is on the global FLAGS)."""
+    flags.DEFINE_integer("verbosity", -1, "Logging level: -1 warnings (default), 0 progress "
+                         "(info), 1 debug; with 1 an error also shows its traceback.",
+                         flag_values=flag_values)
 
 
 def run_with_settings(argv, settings_class, run_function, flag_values=flags.FLAGS):
@@ -318,6 +451,7 @@ def setup_from_flags(flag_values=flags.FLAGS):
 
     # The strategy first: MultiWorkerMirroredStrategy must be created before other TF work.
     strategy = strategy_from_flags(flag_values)
+    hide_onednn_dtype_notice()  # (an export at the end would print it)
     keras.utils.set_random_seed(flag_values.seed)
     policy = distribution.set_mixed_precision(flag_values.mixed_precision)
     logging.info("Keras dtype policy: %s", policy)

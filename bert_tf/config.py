@@ -105,9 +105,10 @@ class BertConfig:
         """Raises ValueError naming the first field that is out of range."""
         for name in _POSITIVE_INT_FIELDS:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**31:
                 raise ValueError(
-                    f"BertConfig field '{name}' must be a positive integer, got {value!r}"
+                    f"BertConfig field '{name}' must be a positive integer (below 2**31), got "
+                    f"{value!r}"
                 )
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
@@ -128,7 +129,8 @@ class BertConfig:
                     f"BertConfig field '{name}' must be a probability in [0, 1), got {value!r}"
                 )
         value = self.initializer_range
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not 0 < value < float("inf")):  # (NaN fails too)
             raise ValueError(
                 f"BertConfig field 'initializer_range' must be a positive number, got {value!r}"
             )
@@ -209,19 +211,24 @@ class BertConfig:
     @classmethod
     def from_json_file(cls, json_file, source="auto"):
         """Reads an original bert_config.json or a Hugging Face config.json (detected)."""
+        from bert_tf.files import DataFormatError, decode_utf8
+
         try:
-            with open(json_file, "r", encoding="utf-8") as reader:
-                text = reader.read()
+            with open(json_file, "rb") as reader:
+                text = decode_utf8(reader.read(), json_file)
         except OSError as e:
             raise ValueError(f"{json_file}: cannot read BERT config: {e}") from e
         try:
             json_object = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{json_file}: line {e.lineno}: not valid JSON: {e.msg}") from e
+            raise DataFormatError(f"{json_file}: line {e.lineno}: not valid JSON: {e.msg}") from e
+        except RecursionError:
+            raise DataFormatError(f"{json_file}: not valid JSON: nested too deeply; expected a "
+                                  f"JSON object of config fields") from None
         try:
             return cls.from_dict(json_object, source=source)
         except (ValueError, TypeError) as e:
-            raise ValueError(f"{json_file}: {e}") from e
+            raise DataFormatError(f"{json_file}: {e}") from e
 
     def to_json_file(self, json_file):
         """Writes bert_config.json atomically (temporary file renamed when complete)."""

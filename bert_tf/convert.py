@@ -36,14 +36,21 @@ when complete (`bert_tf.files.atomic_directory`): a failed conversion leaves not
 DST must not exist or be an empty folder.
 """
 
+import sys
+
+if __name__ == "__main__":  # python -m bert_tf.convert: the command, whose --help needs no TensorFlow
+    from bert_tf.commands.convert_command import run_main
+
+    run_main()
+    sys.exit(0)
+
 import dataclasses
 import json
 import os
-import sys
 from typing import Tuple
 
 import numpy as np
-from absl import app, flags, logging
+from absl import logging
 
 from bert_tf import checkpoints, files
 from bert_tf.files import atomic_copy, atomic_write
@@ -458,53 +465,16 @@ except ImportError:  # keras-hub not installed: only the keras_hub format is una
 
 
 # ------------------------------------------------------------------------------ command line
-FLAGS = flags.FLAGS
+def main(argv=None):
+    """bert-convert's command line (bert_tf/commands/convert_command.py); `argv` excludes the
+    program name."""
+    from bert_tf.commands import convert_command
 
-
-def define_flags(flag_values=FLAGS):
-    flags.DEFINE_string("init_checkpoint", None, "The checkpoint to convert: original TF1 prefix or "
-                        "folder, Hugging Face folder, keras-hub preset folder, or bert_tf checkpoint "
-                        "or output dir.", flag_values=flag_values)
-    flags.DEFINE_string("output_dir", None, "The folder to create (must not exist, or be empty).",
-                        flag_values=flag_values)
-    flags.DEFINE_enum("to", None, list(FORMATS), "Output format.", flag_values=flag_values)
-    flags.DEFINE_enum("classifier_kind", None, list(checkpoints.CLASSIFIER_KINDS),
-                      "A classifier head is a sequence or token (NER) classifier. Default: what the "
-                      "source records (Hugging Face architectures), else sequence.",
-                      flag_values=flag_values)
-    flags.DEFINE_string("vocab_file", None, "vocab.txt to ship (default: the one beside the source).",
-                        flag_values=flag_values)
-    flags.DEFINE_bool("do_lower_case", None, "Casing to record (default: from the source).",
-                      flag_values=flag_values)
-    flags.DEFINE_bool("allow_partial_checkpoint", False, "Leave out, with a warning, a head the "
-                      "source has only part of or in another shape (default: an error).",
-                      flag_values=flag_values)
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    for name in ("init_checkpoint", "output_dir", "to"):
-        if FLAGS[name].value is None:
-            _fail(f"--{name}: required")
-    try:
-        convert(FLAGS.init_checkpoint, FLAGS.output_dir, FLAGS.to,
-                classifier_kind=FLAGS.classifier_kind, vocab_file=FLAGS.vocab_file,
-                do_lower_case=FLAGS.do_lower_case,
-                allow_partial=FLAGS.allow_partial_checkpoint)
-    except (ValueError, OSError) as e:  # user-facing: one line, the traceback adds nothing
-        _fail(str(e))
-
-
-def _fail(message):
-    print(f"bert-convert: error: {message}", file=sys.stderr)
-    sys.exit(2)
+    return convert_command.main(argv)
 
 
 def run_main():
-    define_flags()
-    app.run(main)
+    """The console script of an installation made before bert_tf.commands existed."""
+    from bert_tf.commands.convert_command import run_main as command
 
-
-if __name__ == "__main__":
-    run_main()
+    command()

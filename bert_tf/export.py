@@ -29,7 +29,14 @@ its own raw-text function (`tagging_serve_function`), since its texts become sev
 and its outputs are per word. `predict.py` calls the same functions in process.
 """
 
-import argparse
+import sys
+
+if __name__ == "__main__":  # python -m bert_tf.export: the command, whose --help needs no TensorFlow
+    from bert_tf.commands.export_command import run_main
+
+    run_main()
+    sys.exit(0)
+
 import dataclasses
 import os
 import re
@@ -42,6 +49,7 @@ import keras
 import tensorflow as tf
 
 from bert_tf import files, metrics, preprocessing, word_splitting
+from bert_tf.config import BertConfig
 
 # The model kinds and what `serving_default` returns for each (docs/serving.md has the shapes).
 KINDS = {
@@ -672,9 +680,24 @@ class CheckpointSettings:
     normalize: Optional[bool] = None
 
 
-def load_for_serving(settings: CheckpointSettings) -> ServingFunctions:
-    """Builds the model of `settings.kind` from the checkpoint's config, loads its weights and
-    returns its serving functions. Every file and setting is checked before the weights load."""
+@dataclasses.dataclass
+class ResolvedCheckpoint:
+    """`CheckpointSettings` checked, with what was left None found beside the checkpoint."""
+
+    config: BertConfig
+    directory: str
+    vocab_file: str
+    do_lower_case: bool
+    max_seq_length: int
+    label_list: Sequence[str]
+    classifier_pooling: Optional[str]
+    sentence_pooling: Optional[str]
+    normalize: Optional[bool]
+
+
+def resolve_checkpoint_settings(settings: CheckpointSettings) -> ResolvedCheckpoint:
+    """Checks `settings` against the files beside the checkpoint (no weights are read): a
+    ValueError names the flag that is wrong."""
     from bert_tf import checkpoints, classifier, finetuning, models
 
     kind = settings.kind
@@ -707,15 +730,37 @@ def load_for_serving(settings: CheckpointSettings) -> ServingFunctions:
         if labels is None:
             raise ValueError(f"--label_list is required for --kind={kind}: no "
                              f"{finetuning.LABEL_LIST_FILE} beside --checkpoint={path}")
+    classifier_pooling = sentence_pooling = normalize = None
+    if kind in ("classifier", "regression"):
+        classifier_pooling = (settings.classifier_pooling or classifier.recorded_pooling(directory)
+                              or "pooler")
+        if classifier_pooling not in models.CLASSIFIER_POOLINGS:
+            raise ValueError(f"--classifier_pooling={classifier_pooling!r}: expected one of "
+                             f"{models.CLASSIFIER_POOLINGS}")
+    elif kind == "encoder":
+        sentence_pooling = (settings.sentence_pooling or checkpoints.find_sentence_pooling(path)
+                            or "cls")
+        normalize = settings.normalize
+        if normalize is None:
+            normalize = checkpoints.find_sentence_normalization(path)
+    return ResolvedCheckpoint(config, directory, vocab, do_lower_case, max_seq_length, labels,
+                              classifier_pooling, sentence_pooling, normalize)
 
+
+def load_for_serving(settings: CheckpointSettings) -> ServingFunctions:
+    """Builds the model of `settings.kind` from the checkpoint's config, loads its weights and
+    returns its serving functions. Every file and setting is checked before the weights load
+    (`resolve_checkpoint_settings`)."""
+    from bert_tf import checkpoints, models
+
+    resolved = resolve_checkpoint_settings(settings)
+    kind, path, config = settings.kind, settings.checkpoint, resolved.config
+    vocab, do_lower_case = resolved.vocab_file, resolved.do_lower_case
+    max_seq_length, labels = resolved.max_seq_length, resolved.label_list
     options = {}
     if kind in ("classifier", "regression"):
-        pooling = settings.classifier_pooling or classifier.recorded_pooling(directory) or "pooler"
-        if pooling not in models.CLASSIFIER_POOLINGS:
-            raise ValueError(f"--classifier_pooling={pooling!r}: expected one of "
-                             f"{models.CLASSIFIER_POOLINGS}")
         model = models.BertClassifier(config, num_labels=1 if kind == "regression" else len(labels),
-                                      pooling=pooling)
+                                      pooling=resolved.classifier_pooling)
         options.update(label_list=labels, pair=settings.pair)
     elif kind == "ner":
         model = models.BertTokenClassifier(config, num_labels=len(labels))
@@ -725,11 +770,7 @@ def load_for_serving(settings: CheckpointSettings) -> ServingFunctions:
         options.update(top_k=settings.top_k)
     else:
         model = models.BertEncoder(config)
-        pooling = settings.sentence_pooling or checkpoints.find_sentence_pooling(path) or "cls"
-        normalize = settings.normalize
-        if normalize is None:
-            normalize = checkpoints.find_sentence_normalization(path)
-        options.update(sentence_pooling=pooling, normalize=normalize)
+        options.update(sentence_pooling=resolved.sentence_pooling, normalize=resolved.normalize)
     functions = serving_functions(model, kind, vocab, do_lower_case=do_lower_case,
                                   max_seq_length=max_seq_length, **options)
     report = checkpoints.load_checkpoint(model, path)
@@ -753,43 +794,6 @@ def export_checkpoint(settings: CheckpointSettings, export_dir: str, warmup: boo
     return write_serving_model(export_dir, functions, warmup=warmup)
 
 
-def add_checkpoint_arguments(parser: argparse.ArgumentParser):
-    """The flags `CheckpointSettings` takes (shared by bert-export and bert-predict)."""
-    parser.add_argument("--kind", choices=sorted(KINDS), help="the model kind to serve")
-    parser.add_argument("--vocab_file", help="default: vocab.txt beside the checkpoint")
-    parser.add_argument("--do_lower_case", default=None, type=_boolean,
-                        help="true/false; default: the checkpoint's tokenizer_config.json or "
-                             "folder name, else true")
-    parser.add_argument("--max_seq_length", type=int, default=None,
-                        help="longer texts are truncated as at training time (default 128, or "
-                             "the checkpoint's max_position_embeddings if smaller)")
-    parser.add_argument("--label_list", default=None,
-                        help="comma-separated label names (classifier, ner); default: "
-                             "label_list.txt beside the checkpoint")
-    parser.add_argument("--pair", action="store_true",
-                        help="classifier/regression of sentence pairs: inputs text_a, text_b")
-    parser.add_argument("--top_k", type=int, default=5,
-                        help="pretrainer: tokens predicted per [MASK] (default 5)")
-    parser.add_argument("--classifier_pooling", default=None,
-                        help="pooler, cls or mean; default: classifier_config.json beside the "
-                             "checkpoint, else pooler")
-    parser.add_argument("--sentence_pooling", choices=SENTENCE_POOLINGS, default=None,
-                        help="encoder: default the sentence-transformers Pooling module beside "
-                             "the checkpoint, else cls")
-    parser.add_argument("--normalize", default=None, type=_boolean,
-                        help="encoder: L2-normalize sentence_embedding; default: whether "
-                             "modules.json lists a Normalize module")
-
-
-def _boolean(value):
-    lowered = str(value).lower()
-    if lowered in ("1", "true", "yes"):
-        return True
-    if lowered in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
 def settings_from_arguments(args, checkpoint) -> CheckpointSettings:
     labels = None if args.label_list is None else [
         label.strip() for label in args.label_list.split(",") if label.strip()]
@@ -801,32 +805,14 @@ def settings_from_arguments(args, checkpoint) -> CheckpointSettings:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="bert-export",
-        description="Export a checkpoint (original TF1, Hugging Face folder or bert_tf output "
-                    "dir) as a raw-text SavedModel in TF Serving's layout: EXPORT_DIR/<version>/.")
-    parser.add_argument("--checkpoint", required=True,
-                        help="checkpoint prefix or directory, or a Hugging Face folder")
-    parser.add_argument("--export_dir", required=True, help="versions are written below it")
-    parser.add_argument("--no_warmup", action="store_true",
-                        help="do not write TF Serving warmup requests")
-    add_checkpoint_arguments(parser)
-    args = parser.parse_args(argv)
-    if args.kind is None:
-        parser.error(f"--kind is required: one of {', '.join(sorted(KINDS))}")
-    logging.set_verbosity(logging.WARNING)
-    try:
-        path = export_checkpoint(settings_from_arguments(args, args.checkpoint), args.export_dir,
-                                 warmup=not args.no_warmup)
-    except ValueError as error:
-        parser.exit(2, f"bert-export: error: {error}\n")
-    print(path)
-    return path
+    """bert-export's command line (bert_tf/commands/export.py); `argv` excludes the program."""
+    from bert_tf.commands import export_command
+
+    return export_command.main(argv)
 
 
 def run_main():
-    main(sys.argv[1:])
+    """The console script of an installation made before bert_tf.commands existed."""
+    from bert_tf.commands.export_command import run_main as command
 
-
-if __name__ == "__main__":
-    run_main()
+    command()

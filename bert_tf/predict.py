@@ -19,14 +19,11 @@ first; each answer also has `warning` when the checkpoint had no masked-LM head,
 predictions are then random); encoder `sentence_embedding` and `pooled_output`.
 """
 
-import argparse
-import contextlib
 import json
 import os
 import sys
 from typing import Callable, Dict, List, Sequence
 
-from bert_tf import files
 
 BATCH_SIZE = 32
 
@@ -149,19 +146,6 @@ def load_model(model_path: str, args, texts) -> (Callable, Sequence[str]):
     return predict, list(functions.text_inputs)
 
 
-def read_texts(args, parser) -> List[str]:
-    if args.texts and args.input_file:
-        parser.error("give texts as arguments or --input_file, not both")
-    if args.texts:
-        return list(args.texts)
-    if args.input_file:
-        if not os.path.isfile(args.input_file):
-            parser.error(f"--input_file={args.input_file}: no such file")
-        with open(args.input_file, encoding="utf-8") as f:
-            return f.read().splitlines()
-    return sys.stdin.read().splitlines()
-
-
 def _columns(texts, names, source):
     if len(names) == 1:
         return [list(texts)]
@@ -191,47 +175,30 @@ class _Progress:
             sys.stderr.flush()
 
 
+def write_predictions(model_path: str, texts: Sequence[str], args, out,
+                      batch_size: int = BATCH_SIZE, source: str = "texts",
+                      show_progress: bool = False):
+    """Runs `texts` through the model at `model_path` (`load_model`; `args` carries the
+    checkpoint settings' flags: kind, vocab_file, ...) in batches of `batch_size` and writes
+    one JSON line per text to the file object `out`. `source` names the texts in errors."""
+    predict, names = load_model(model_path, args, texts)
+    columns = _columns(texts, names, source)
+    progress = _Progress(len(texts), enabled=show_progress)
+    for start in range(0, len(texts), batch_size):
+        batch = [column[start:start + batch_size] for column in columns]
+        for row in format_rows(texts[start:start + batch_size], predict(batch),
+                               notes=predict.notes):
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        out.flush()
+        progress.update(len(batch[0]))
+
+
 def main(argv=None):
-    # TensorFlow's C++ start-up lines would bury the JSON; the user can still raise the level.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from bert_tf import export
+    """bert-predict's command line (bert_tf/commands/predict_command.py); `argv` excludes the
+    program name."""
+    from bert_tf.commands import predict_command
 
-    parser = argparse.ArgumentParser(
-        prog="bert-predict", description=__doc__.split("\n\n", 1)[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="SavedModel (version or export directory) or checkpoint")
-    parser.add_argument("texts", nargs="*", help="texts (default: --input_file, else stdin)")
-    parser.add_argument("--input_file", help="one text per line")
-    parser.add_argument("--output_file", help="JSON lines (default: stdout)")
-    parser.add_argument("--batch_size", type=int, default=BATCH_SIZE)
-    export.add_checkpoint_arguments(parser)
-    args = parser.parse_intermixed_args(argv)  # texts may come after the flags
-    if args.batch_size < 1:
-        parser.error(f"--batch_size={args.batch_size}: expected a positive number")
-    if not os.path.exists(args.model) and not os.path.exists(args.model + ".index"):
-        parser.error(f"MODEL {args.model}: no such file or directory")
-    texts = read_texts(args, parser)
-
-    from absl import logging
-
-    logging.set_verbosity(logging.WARNING)
-    # An --output_file appears only complete (temporary file renamed at the end).
-    output = (files.atomic_open(args.output_file) if args.output_file
-              else contextlib.nullcontext(sys.stdout))
-    try:
-        with output as out:
-            predict, names = load_model(args.model, args, texts)
-            columns = _columns(texts, names, args.input_file or "texts")
-            progress = _Progress(len(texts), enabled=bool(args.input_file))
-            for start in range(0, len(texts), args.batch_size):
-                batch = [column[start:start + args.batch_size] for column in columns]
-                for row in format_rows(texts[start:start + args.batch_size], predict(batch),
-                                       notes=predict.notes):
-                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
-                out.flush()
-                progress.update(len(batch[0]))
-    except ValueError as error:
-        parser.exit(2, f"bert-predict: error: {error}\n")
+    return predict_command.main(argv)
 
 
 def run_main():

@@ -123,6 +123,16 @@ def _name_corrupt_file(input_files, error):
                       f"damaged, recreate or re-copy it")
 
 
+def _find_bad_record(input_files, settings):
+    """The DataFormatError of the first record of `input_files` that does not parse as a
+    pretraining example of the settings' lengths, or None."""
+    from bert_tf.data import pretraining_records
+
+    compression = ["GZIP" if pretraining_records.is_gzip(p) else "" for p in input_files]
+    return pretraining_records.find_bad_record(input_files, compression, settings.max_seq_length,
+                                               settings.max_predictions_per_seq)
+
+
 def run_pretraining(settings: PretrainingSettings, strategy=None):
     """Trains and/or evaluates as the original run_pretraining.py; returns a result dict.
 
@@ -198,6 +208,13 @@ def run_pretraining(settings: PretrainingSettings, strategy=None):
                                             init_fn=load_init_checkpoint)
         except tf.errors.DataLossError as error:
             raise _name_corrupt_file(input_files, error) from error
+        except tf.errors.InvalidArgumentError as error:
+            # A later record that does not parse (the validation pass reads the first of
+            # each file): name its file and number instead of TensorFlow's graph error.
+            bad = _find_bad_record(input_files, settings)
+            if bad is None:
+                raise
+            raise bad from error
         result["train_history"] = trainer.history
     else:
         if trainer.restore() is None:

@@ -132,12 +132,11 @@ def load_vocab(vocab_file):
             data = reader.read()
     except (OSError, IOError) as error:
         raise FileNotFoundError(f"cannot read vocab file {vocab_file!r}: {error}") from error
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ValueError(
-            f"vocab file {vocab_file!r} is not valid UTF-8 (byte {error.start})"
-        ) from error
+    from bert_tf.files import DataFormatError, decode_utf8
+
+    # (file:line of the first invalid byte; a byte-order mark stays part of the first token,
+    # as in the original.)
+    text = decode_utf8(data, os.fspath(vocab_file), byte_order_mark=False)
     # The original reads with readline(), which breaks lines on "\n" only.
     lines = text.split("\n")
     if lines and lines[-1] == "":
@@ -145,7 +144,7 @@ def load_vocab(vocab_file):
     for index, line in enumerate(lines):
         vocab[line.strip()] = index
     if not vocab:
-        raise ValueError(f"vocab file {vocab_file!r} is empty")
+        raise DataFormatError(f"{vocab_file}: the vocab file is empty; expected one token a line")
     return vocab
 
 

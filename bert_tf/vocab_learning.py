@@ -155,6 +155,10 @@ def learn_wordpiece_vocab(
     """
     start = time.time()
     counts = count_words(input_files, do_lower_case=do_lower_case)
+    if not counts:
+        names = input_files if isinstance(input_files, str) else ", ".join(input_files)
+        raise files.DataFormatError(f"{names}: no words in the input (every line is blank); "
+                                    f"expected text, one sentence or document a line")
     tokens = learn_vocab_from_counts(
         counts,
         vocab_size,

@@ -387,7 +387,7 @@ def test_command_line(tmp_path, sources):
     bad = subprocess.run([sys.executable, "-m", "bert_tf.convert", f"--init_checkpoint={tmp_path / 'missing'}",
                           f"--output_dir={tmp_path / 'x'}", "--to=bert_tf"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines()[-1].startswith("bert-convert: error: ")
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: --init_checkpoint=")
     assert "missing: not found or not a checkpoint" in bad.stderr
     assert not (tmp_path / "x").exists()
 

@@ -259,3 +259,91 @@ def test_create_pretraining_data_checks_its_output_path_first(records, tmp_path)
                                 [str(tmp_path / "gone" / "x.tfrecord")], arguments[2],
                                 max_seq_length=16, max_predictions_per_seq=3)
     assert not (tmp_path / "gone").exists()
+
+
+def run_all(commands, env=None):
+    """Runs the commands ([argv...]) at once (each its own process); their CompletedProcess-like
+    (returncode, stdout, stderr), in order."""
+    environment = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
+    processes = [subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=environment)
+                 for command in commands]
+    return [(p.returncode, out, err) for p in processes
+            for out, err in [p.communicate(timeout=300)]]
+
+
+def test_flag_parse_errors_are_one_line_naming_the_flag_in_every_script(tmp_path):
+    python = sys.executable
+    cases = [
+        ([python, "run_classifier.py", "--learning_rate=abc"],
+         "error: --learning_rate=abc: not a number; write a number such as --learning_rate=5e-05"),
+        ([python, "run_ner.py", "--do_trian"],
+         "error: --do_trian: unknown flag; did you mean --do_train?"),
+        ([python, "create_pretraining_data.py", "--vocab_file=vocab.txt"],
+         "error: --input_file: missing; this flag is required (--help lists the flags)"),
+        ([python, "learn_vocab.py", "--input_file=a", "--output_file=b", "--vocab_size=many"],
+         "error: --vocab_size=many: not an integer; write a whole number such as "
+         "--vocab_size=30522"),
+        ([python, "run_pretraining.py", "--mixed_precision=fp8"],
+         "error: --mixed_precision=fp8: expected one of none, bfloat16, float16"),
+        ([python, "run_classifier.py", "--nodo_train=1"],
+         "error: --nodo_train=1: a negated flag takes no value; write --nodo_train or "
+         "--do_train=false"),
+        ([python, "-m", "bert_tf.export", "--kind=encoder", f"--checkpoint={tmp_path}"],
+         "error: --export_dir: missing; this flag is required (--help lists the flags)"),
+        ([python, "-m", "bert_tf.convert", "--to=onnx"],
+         "error: --to=onnx: expected one of original, huggingface, keras_hub, bert_tf"),
+        ([python, "-m", "bert_tf.predict", "--batch_size=0.5", str(tmp_path)],
+         "error: --batch_size=0.5: not an integer; write a whole number such as "
+         "--batch_size=32"),
+        ([python, "-m", "bert_tf.predict", str(tmp_path / "nothing"), "a text"],
+         f"error: MODEL {tmp_path / 'nothing'}: no such file or directory"),
+        ([python, "-m", "bert_tf.export", "--kind=encoder", f"--checkpoint={tmp_path}/none",
+          f"--export_dir={tmp_path}"],
+         f"error: --checkpoint={tmp_path}/none: no such file or directory"),
+    ]
+    for (command, expected), (code, out, err) in zip(cases, run_all([c for c, _ in cases])):
+        assert (code, err.splitlines()) == (2, [expected]), (command, code, err)
+        assert out == ""
+
+
+def test_the_commands_help_shows_their_flags_without_importing_tensorflow():
+    program = ("import runpy, sys\nsys.argv = ['{0}', '--help']\ntry:\n"
+               "    runpy.run_module('{0}', run_name='__main__')\nexcept SystemExit as e:\n"
+               "    print('exit status', e.code)\n"
+               "print('tensorflow imported:', 'tensorflow' in sys.modules)")
+    commands = {"bert_tf.export": ["--checkpoint", "--kind", "no_warmup", "--top_k"],
+                "bert_tf.predict": ["--input_file", "--batch_size", "--kind", "--label_list"],
+                "bert_tf.convert": ["--init_checkpoint", "--to", "--classifier_kind"]}
+    results = run_all([[sys.executable, "-c", program.format(m)] for m in commands])
+    for (module, flags), (code, out, err) in zip(commands.items(), results):
+        assert code == 0 and err == "", (module, err)
+        assert out.splitlines()[-2:] == ["exit status 0", "tensorflow imported: False"], out
+        for flag in flags + ["--verbosity"]:
+            assert flag in out, (module, flag)
+    from bert_tf import export
+    from bert_tf.commands import convert_command, export_command
+    from bert_tf.convert import FORMATS
+
+    assert sorted(export_command.KINDS) == sorted(export.KINDS)  # (copies that need no TF)
+    assert convert_command.FORMATS == FORMATS
+
+
+def test_the_onednn_int64_notice_is_hidden_unless_the_user_sets_the_log_level():
+    # oneDNN logs "supports DT_INT64 only on platforms with AVX-512" at ERROR level the first
+    # time an int64 tensor is transposed (the in-graph tokenizer's ragged ops do it).
+    program = ("from bert_tf import cli\ntf = cli.import_tensorflow_quietly()\n"
+               "cli.hide_onednn_dtype_notice()\n"
+               "print(tf.transpose(tf.constant([[1, 2]], tf.int64)).numpy().tolist())")
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    quiet = subprocess.Popen([sys.executable, "-c", program], cwd=REPO, text=True,
+                             env=dict(environment, PYTHONPATH=REPO),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    chosen = subprocess.Popen([sys.executable, "-c", program], cwd=REPO, text=True,
+                              env=dict(environment, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    (out, err), (chosen_out, chosen_err) = quiet.communicate(timeout=300), chosen.communicate(
+        timeout=300)
+    assert out.strip() == chosen_out.strip() == "[[1], [2]]"
+    assert err == "", err  # nothing at all: no banner, no cuInit, no oneDNN notice
+    assert "oneDNN supports DT_INT64 only on platforms with AVX-512" in chosen_err

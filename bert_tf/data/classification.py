@@ -86,15 +86,22 @@ def read_tsv(path: str) -> List[Tuple[int, List[str]]]:
 def read_csv(path: str) -> List[Tuple[int, List[str]]]:
     """Rows of a standard (quoted, comma-separated) CSV file as `(line number, fields)`."""
     rows, empty_lines = [], []
-    with io.StringIO(files.read_text(path), newline="") as f:
+    text = files.read_text(path)
+    # A field may be as long as the file (a long text is data, as in a TSV), not csv's 128 KiB.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
+    with io.StringIO(text, newline="") as f:
         reader = csv.reader(f)
         start = 1
-        for fields in reader:
-            if not any(field.strip() for field in fields):
-                empty_lines.append(start)
-            else:
-                rows.append((start, fields))
-            start = reader.line_num + 1
+        try:
+            for fields in reader:
+                if not any(field.strip() for field in fields):
+                    empty_lines.append(start)
+                else:
+                    rows.append((start, fields))
+                start = reader.line_num + 1
+        except csv.Error as error:
+            raise DataFormatError(f"{path}:{start}: {error}; expected CSV (RFC 4180) rows"
+                                  ) from None
     _report_empty_lines(path, empty_lines)
     return rows
 

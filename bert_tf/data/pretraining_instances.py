@@ -587,7 +587,7 @@ def tokenize_chunk(tokenizer, chunk, unicode_errors="strict"):
         try:
             line = raw.decode("utf-8", unicode_errors)
         except UnicodeDecodeError as error:
-            raise ValueError(
+            raise files_lib.DataFormatError(
                 f"{path}:{first_line + offset}: invalid UTF-8 at byte {error.start} of the line "
                 f"({raw[max(0, error.start - 10):error.start + 10]!r}); fix the file or pass "
                 f"unicode_errors='replace' (--unicode_errors=replace)") from None

@@ -462,39 +462,76 @@ def check_record_file(path, max_seq_length, max_predictions_per_seq, compression
     try:
         records = [r.numpy() for r in dataset]
     except tf.errors.DataLossError as error:
-        raise ValueError(f"{path}: {data_loss_text(error)}; the file is damaged, recreate or "
-                         f"re-copy it") from None
+        raise files_lib.DataFormatError(f"{path}: {data_loss_text(error)}; the file is damaged, "
+                                        f"recreate or re-copy it") from None
     if not records:
         return False
-    example = tf.train.Example.FromString(records[0])
+    check_example(records[0], path, max_seq_length, max_predictions_per_seq, vocab_size)
+    return True
+
+
+def check_example(record, where, max_seq_length, max_predictions_per_seq, vocab_size=None):
+    """Checks one serialized record: a tf.train.Example with every pretraining feature, of the
+    right type (int64; float for masked_lm_weights) and length (and, with `vocab_size`, token
+    ids below it). DataFormatError naming `where` (the file, and the record) otherwise."""
+    from google.protobuf.message import DecodeError
+    import tensorflow as tf
+
+    try:
+        example = tf.train.Example.FromString(record)
+    except DecodeError:
+        raise files_lib.DataFormatError(
+            f"{where}: the record is not a tf.train.Example; is it a pretraining TFRecord "
+            f"file?") from None
     features = example.features.feature
     expected = {name: max_seq_length for name in _SEQUENCE_FEATURES}
     expected.update({name: max_predictions_per_seq for name in _PREDICTION_FEATURES})
     expected["next_sentence_labels"] = 1
     for name, want in expected.items():
         if name not in features:
-            raise ValueError(
-                f"{path}: record has no feature {name!r}; is it a pretraining TFRecord file "
+            raise files_lib.DataFormatError(
+                f"{where}: record has no feature {name!r}; is it a pretraining TFRecord file "
                 f"(features {', '.join(FEATURE_NAMES)})?")
         feature = features[name]
         kind = feature.WhichOneof("kind")
+        want_kind = "float_list" if name == "masked_lm_weights" else "int64_list"
+        if kind is not None and kind != want_kind:
+            raise files_lib.DataFormatError(
+                f"{where}: feature {name!r} is a {kind}; expected "
+                f"{'an' if want_kind[0] == 'i' else 'a'} {want_kind} (the "
+                f"pretraining TFRecord features of create_pretraining_data)")
         values = getattr(feature, kind).value if kind else []
         if len(values) != want:
             flag = ("max_predictions_per_seq" if name in _PREDICTION_FEATURES
                     else "max_seq_length" if name in _SEQUENCE_FEATURES else None)
             hint = (f"the file was made with {flag}={len(values)}, the reader expects "
                     f"{flag}={want}" if flag else f"expected {want}")
-            raise ValueError(
-                f"{path}: feature {name!r} has length {len(values)}, expected {want}: {hint}")
+            raise files_lib.DataFormatError(
+                f"{where}: feature {name!r} has length {len(values)}, expected {want}: {hint}")
     if vocab_size is not None:
         for name in ("input_ids", "masked_lm_ids"):
             largest = max(features[name].int64_list.value, default=0)
             if largest >= vocab_size:
-                raise ValueError(
-                    f"{path}: feature {name!r} holds token id {largest}, but the model's "
+                raise files_lib.DataFormatError(
+                    f"{where}: feature {name!r} holds token id {largest}, but the model's "
                     f"vocab_size is {vocab_size}: the data was made with a larger vocab.txt "
                     f"than --bert_config_file describes")
-    return True
+
+
+def find_bad_record(files, compression, max_seq_length, max_predictions_per_seq):
+    """The first record of `files` that `check_example` refuses, as its DataFormatError (naming
+    the file and the record number), or None. Reads every record: only for naming the record
+    behind a parse error that TensorFlow reports without one."""
+    import tensorflow as tf
+
+    for path, ctype in zip(files, compression):
+        for index, record in enumerate(tf.data.TFRecordDataset(path, compression_type=ctype)):
+            try:
+                check_example(record.numpy(), f"{path}: record {index}", max_seq_length,
+                              max_predictions_per_seq)
+            except files_lib.DataFormatError as error:
+                return error
+    return None
 
 
 def scan_record_framing(path, batch_records=65536):
@@ -625,6 +662,9 @@ def pretraining_dataset(file_pattern, batch_size, max_seq_length, max_prediction
     else:
         compression = ["GZIP" if gzip else ""] * len(files)
     if check_files:
+        for path, ctype in zip(files, compression):
+            if not ctype:
+                scan_record_framing(path)  # TensorFlow reads a file cut short without a word
         nonempty = [check_record_file(path, max_seq_length, max_predictions_per_seq, ctype)
                     for path, ctype in zip(files, compression)]
         if not any(nonempty):
