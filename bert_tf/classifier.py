@@ -148,15 +148,18 @@ def check_data(settings: ClassifierSettings, processor, label_list):
     Errors name the file and line."""
     from bert_tf.data.classification import DataFormatError
 
-    examples = []
+    import itertools
+
+    splits = []
     if settings.do_train:
-        examples += processor.get_train_examples(settings.data_dir)
+        splits.append(("train", ""))
     if settings.do_eval:
-        for set_name in _sets(settings, processor.dev_files):
-            examples += processor.get_dev_examples(settings.data_dir, set_name)
+        splits += [("dev", set_name) for set_name in _sets(settings, processor.dev_files)]
     if settings.do_predict:
-        for set_name in _sets(settings, processor.test_files):
-            examples += processor.get_test_examples(settings.data_dir, set_name)
+        splits += [("test", set_name) for set_name in _sets(settings, processor.test_files)]
+    # One example at a time: the pass reads each file line by line and holds nothing.
+    examples = itertools.chain.from_iterable(
+        processor.iter_examples(settings.data_dir, split, set_name) for split, set_name in splits)
     known = set(label_list or ())
     for example in examples:
         if example.label is None:
@@ -284,7 +287,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
                  if settings.cache_features else None)
 
     def features_of(split, set_name=""):
-        return cls_data.load_features(processor, settings.data_dir, split, tokenizer,
+        return None, cls_data.load_features(processor, settings.data_dir, split, tokenizer,
                                       model_files.vocab_file, model_files.do_lower_case,
                                       settings.max_seq_length, label_list, cache_dir=cache_dir,
                                       set_name=set_name)

@@ -199,17 +199,17 @@ def test_cache_reuses_and_invalidates(tmp_path, tokenizer, monkeypatch):
     write(f"{d}/train.tsv", ["sentence\tlabel", "the cat sat\t1", "a dog ran\t0"])
     p = cls_data.get_processor("sst-2")
     cache = str(tmp_path / "cache")
-    _, first = cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"], cache)
+    first = cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"], cache)
     assert len(os.listdir(cache)) == 1
     calls = []
     real = cls_data.convert_examples_to_features
     monkeypatch.setattr(cls_data, "convert_examples_to_features",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
-    _, second = cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"], cache)
+    second = cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"], cache)
     assert calls == [] and second.as_lists() == first.as_lists()
     cls_data.load_features(p, d, "train", tok, vocab, True, 32, ["0", "1"], cache)  # New length.
     write(f"{d}/train.tsv", ["sentence\tlabel", "the cat ran\t1"])  # New content.
-    _, third = cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"], cache)
+    third = cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"], cache)
     assert calls == [1, 1] and len(third) == 1 and len(os.listdir(cache)) == 3
 
 

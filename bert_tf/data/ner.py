@@ -580,44 +580,28 @@ def ner_dataset(features: NerFeatures, batch_size: int, is_training: bool,
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    indices = np.arange(features.num_windows) if order is None else np.asarray(order)
-    row_lengths = features.row_lengths.astype(np.int64)
-    token_ids = tf.RaggedTensor.from_row_lengths(features.token_ids, row_lengths)
-    label_ids = tf.RaggedTensor.from_row_lengths(features.label_ids, row_lengths)
-    if order is not None:
-        token_ids, label_ids = tf.gather(token_ids, indices), tf.gather(label_ids, indices)
+    from bert_tf.data.classification import index_batches, padded_rows, row_offsets
 
-    dataset = tf.data.Dataset.from_tensor_slices({"input_ids": token_ids, "label_ids": label_ids})
-    if input_context is not None:
-        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        batch_size = input_context.get_per_replica_batch_size(batch_size)
-    if is_training:
-        if order is None:
-            dataset = dataset.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.repeat()
-    if drop_remainder is None:
-        drop_remainder = is_training
+    # As classification_dataset: batches gathered from the arrays, no feature data in the graph.
+    offsets = row_offsets(features.row_lengths)
 
-    def one_window(window):
-        ids = window["input_ids"]
-        return {"input_ids": ids, "input_mask": tf.ones_like(ids),
-                "segment_ids": tf.zeros_like(ids), "label_ids": window["label_ids"]}
+    def gather(indices):
+        ids, lengths = padded_rows(features.token_ids, offsets, features.row_lengths, indices,
+                                   pad_to_multiple_of)
+        labels, _ = padded_rows(features.label_ids, offsets, features.row_lengths, indices,
+                                pad_to_multiple_of, pad_value=-1)
+        mask = (np.arange(ids.shape[1])[None, :] < lengths[:, None]).astype(np.int32)
+        return ids, mask, np.zeros_like(ids), labels
 
-    padding = {"input_ids": 0, "input_mask": 0, "segment_ids": 0, "label_ids": -1}
-    dataset = dataset.map(one_window, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.padded_batch(
-        batch_size, padding_values={k: tf.constant(v, tf.int32) for k, v in padding.items()},
-        drop_remainder=drop_remainder)
-    if pad_to_multiple_of and pad_to_multiple_of > 1:
-        multiple = int(pad_to_multiple_of)
+    def to_batch(indices):
+        tensors = tf.numpy_function(gather, [indices], [tf.int32] * 4, stateful=False)
+        for tensor in tensors:
+            tensor.set_shape([None, None])
+        return dict(zip(("input_ids", "input_mask", "segment_ids", "label_ids"), tensors))
 
-        def round_up(batch):
-            length = tf.shape(batch["input_ids"])[1]
-            extra = (multiple - length % multiple) % multiple
-            return {k: tf.pad(v, [[0, 0], [0, extra]], constant_values=padding[k])
-                    for k, v in batch.items()}
-
-        dataset = dataset.map(round_up, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = index_batches(features.num_windows, batch_size, is_training, seed, order,
+                            drop_remainder, input_context)
+    dataset = dataset.map(to_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
