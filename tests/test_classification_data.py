@@ -262,3 +262,84 @@ def test_length_grouped_order_keeps_epochs_and_groups_lengths():
     again = cls_data.length_grouped_order(features, batch_size=8, num_batches=16, seed=1,
                                           batches_per_group=4)
     assert again.tolist() == order.tolist()  # Seeded: a resumed run sees the same batches.
+
+
+# ---------------------------------------------------------------------------------------------
+# Features streamed through the disk cache
+# ---------------------------------------------------------------------------------------------
+
+
+def _expected_features(rows, tok, max_seq_length, labels):
+    """Independent: WordPiece via the tokenizer, then the original's truncation written out."""
+    vocab = dict((t, i) for i, t in enumerate(VOCAB))
+    out = []
+    for text_a, text_b, label in rows:
+        a, b = tok.tokenize(text_a), tok.tokenize(text_b)
+        while len(a) + len(b) > max_seq_length - 3:
+            (a if len(a) > len(b) else b).pop()
+        tokens = ["[CLS]"] + a + ["[SEP]"] + b + ["[SEP]"]
+        segments = [0] * (len(a) + 2) + [1] * (len(b) + 1)
+        out.append(([vocab[t] for t in tokens], segments, labels.index(label)))
+    return out
+
+
+def test_disk_cache_gives_the_features_and_batches_of_an_independent_computation(
+        tmp_path, tokenizer, monkeypatch):
+    vocab, tok = tokenizer
+    rng = np.random.RandomState(0)
+    words = ["the", "cat", "sat", "dog", "ran", "a", "cats", "."]
+    rows = [(" ".join(rng.choice(words, rng.randint(1, 9))),
+             " ".join(rng.choice(words, rng.randint(1, 6))), str(i % 3)) for i in range(23)]
+    d = str(tmp_path / "data")
+    write(f"{d}/dev.tsv", ["sentence\tother\tlabel"] + ["\t".join(r) for r in rows])
+    processor = cls_data.get_processor("generic", text_b_column="other", labels=["0", "1", "2"])
+    monkeypatch.setattr(cls_data, "_CONVERT_CHUNK", 5)  # several chunks
+    features = cls_data.load_features(processor, d, "dev", tok, vocab, True, 10,
+                                      ["0", "1", "2"], str(tmp_path / "cache"))
+    assert isinstance(features.token_ids, np.memmap)
+    expected = _expected_features(rows, tok, 10, ["0", "1", "2"])
+    assert features.as_lists() == [(ids, segments) for ids, segments, _ in expected]
+    assert features.label_ids.tolist() == [label for _, _, label in expected]
+    assert features.num_truncated == sum(len(tok.tokenize(a)) + len(tok.tokenize(b)) > 7
+                                         for a, b, _ in rows)
+
+    for order in (None, cls_data.length_sorted_order(features)):
+        batches = list(cls_data.classification_dataset(features, 4, is_training=False,
+                                                       order=order).as_numpy_iterator())
+        got = [(b["input_ids"][i], b["segment_ids"][i], b["input_mask"][i], b["label_ids"][i])
+               for b in batches for i in range(len(b["label_ids"]))]
+        sequence = range(len(rows)) if order is None else order
+        assert len(got) == len(rows)
+        for (ids, segments, mask, label), index in zip(got, sequence):
+            want_ids, want_segments, want_label = expected[index]
+            n = len(want_ids)
+            assert ids.tolist() == want_ids + [0] * (len(ids) - n) and len(ids) % 8 == 0
+            assert segments.tolist() == want_segments + [0] * (len(ids) - n)
+            assert mask.tolist() == [1] * n + [0] * (len(ids) - n) and label == want_label
+
+
+def test_cache_key_follows_vocab_and_length_and_a_failed_write_leaves_nothing(tmp_path,
+                                                                              tokenizer):
+    vocab, tok = tokenizer
+    d = str(tmp_path / "data")
+    write(f"{d}/train.tsv", ["sentence\tlabel", "the cat sat\t1", "a dog ran\t0"])
+    p = cls_data.get_processor("sst-2")
+    cache = str(tmp_path / "cache")
+    cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"], cache)
+    cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"], cache)
+    assert len(os.listdir(cache)) == 1
+    cls_data.load_features(p, d, "train", tok, vocab, True, 12, ["0", "1"], cache)
+    assert len(os.listdir(cache)) == 2
+    with open(vocab, "a", encoding="utf-8") as f:
+        f.write("zebra\n")
+    cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"], cache)
+    assert len(os.listdir(cache)) == 3
+
+    def interrupted():
+        yield from p.iter_examples(d, "train")
+        raise KeyboardInterrupt
+
+    target = str(tmp_path / "cache2" / "train-x")
+    with pytest.raises(KeyboardInterrupt):
+        cls_data.write_features(interrupted(), target, ["0", "1"], 16, tok)
+    assert os.listdir(tmp_path / "cache2") == []
