@@ -15,6 +15,7 @@ See docs/classifier.md.
 """
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -319,8 +320,9 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
                      run.num_train_steps, run.num_warmup_steps, train_features.num_truncated)
         order = None
         if settings.group_by_length:
-            order = cls_data.length_grouped_order(train_features, settings.train_batch_size,
-                                                  run.num_train_steps, settings.seed)
+            order = functools.partial(cls_data.length_grouped_batches, train_features,
+                                      settings.train_batch_size, run.num_train_steps,
+                                      settings.seed)
 
         def train_input(input_context):
             return cls_data.classification_dataset(

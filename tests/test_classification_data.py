@@ -343,3 +343,42 @@ def test_cache_key_follows_vocab_and_length_and_a_failed_write_leaves_nothing(tm
     with pytest.raises(KeyboardInterrupt):
         cls_data.write_features(interrupted(), target, ["0", "1"], 16, tok)
     assert os.listdir(tmp_path / "cache2") == []
+
+
+def _eager_length_grouped_order(lengths, batch_size, num_batches, seed, batches_per_group):
+    """The order as first defined: all epoch permutations, then each group's batch shuffle."""
+    n = len(lengths)
+    rng = np.random.RandomState(seed)
+    group, needed = batch_size * batches_per_group, batch_size * num_batches
+    stream = np.concatenate([rng.permutation(n) for _ in range(-(-needed // n))])[:needed]
+    pieces = []
+    for start in range(0, needed, group):
+        chunk = stream[start:start + group]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches = [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        pieces += [batches[b] for b in rng.permutation(len(batches))]
+    return np.concatenate(pieces)
+
+
+@pytest.mark.parametrize("n, batch, steps, per_group", [(37, 4, 30, 3), (200, 8, 7, 50),
+                                                         (5, 2, 41, 4)])
+def test_lazy_length_grouped_batches_are_the_eager_order(n, batch, steps, per_group):
+    lengths = np.random.RandomState(n).randint(3, 60, size=n).astype(np.int32)
+    features = cls_data.ClassificationFeatures(
+        token_ids=np.ones(lengths.sum(), np.int32), row_lengths=lengths,
+        first_segment_lengths=lengths, label_ids=np.zeros(n, np.int32), guids=None,
+        num_truncated=0, max_seq_length=64)
+    batches = list(cls_data.length_grouped_batches(features, batch, steps, 9, per_group))
+    assert all(len(b) == batch for b in batches) and len(batches) == steps
+    expected = _eager_length_grouped_order(lengths, batch, steps, 9, per_group)
+    assert np.concatenate(batches).tolist() == expected.tolist()
+    if n == 37:  # the dataset reads the lazy order exactly as the array
+        import functools
+
+        lazy = functools.partial(cls_data.length_grouped_batches, features, batch, steps, 9,
+                                 per_group)
+        dataset = cls_data.classification_dataset(features, batch, True, order=lazy,
+                                                  pad_to_multiple_of=1)
+        seen = [b["input_mask"].sum(axis=1) for b in dataset.take(steps + 3).as_numpy_iterator()]
+        order = np.concatenate([expected, expected[:3 * batch]])
+        assert np.concatenate(seen).tolist() == lengths[order].tolist()

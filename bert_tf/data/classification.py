@@ -12,15 +12,17 @@ Three layers, top to bottom:
 3. Features. `convert_examples_to_features` tokenizes with the original truncation
    (pairs: pop the last token of the longer segment until the pair fits max_seq_length - 3;
    single texts: cut to max_seq_length - 2) and counts the truncated examples.
-   `load_features` caches them on disk keyed by the source files, the vocabulary, the casing and
-   max_seq_length, so a second run does not tokenize again. `classification_dataset` builds a
-   tf.data pipeline whose batches are padded to their longest sequence, not to max_seq_length.
+   `load_features` streams the examples into a cache on disk (a directory of memory-mapped
+   arrays, written chunk by chunk under a temporary name) keyed by the source files, the
+   vocabulary, the casing and max_seq_length, so memory does not grow with the file and a
+   second run does not tokenize again. `classification_dataset` builds a tf.data pipeline
+   whose batches are gathered from those arrays (no feature data in the graph) and padded to
+   their longest sequence, not to max_seq_length.
 """
 
 import csv
 import dataclasses
 import hashlib
-import io
 import json
 import os
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -802,6 +804,10 @@ def index_batches(num_examples: int, batch_size: int, is_training: bool,
 
     if order is None:
         dataset = tf.data.Dataset.range(num_examples)
+    elif callable(order):  # e.g. functools.partial(length_grouped_batches, ...): read lazily
+        dataset = tf.data.Dataset.from_generator(
+            lambda: (np.asarray(batch, np.int64) for batch in order()),
+            output_signature=tf.TensorSpec([None], tf.int64)).unbatch()
     else:
         dataset = tf.data.Dataset.from_tensor_slices(np.asarray(order, np.int64))
     if input_context is not None:
@@ -848,7 +854,9 @@ def classification_dataset(features: ClassificationFeatures, batch_size: int, is
     (rounded up to `pad_to_multiple_of`), not to max_seq_length.
 
     Training: shuffled (seeded; `TRAIN_SHUFFLE_BUFFER`) and repeated forever, or, with `order`
-    (e.g. `length_grouped_order`), that order repeated; `drop_remainder=True` by default as in
+    (an index array such as `length_grouped_order`, or a callable returning an iterator of
+    index arrays such as a `functools.partial` of `length_grouped_batches`, read lazily), that
+    order repeated; `drop_remainder=True` by default as in
     the original. Evaluation/prediction: one pass in `order` (indices into the features; e.g.
     `length_sorted_order(features)` to batch similar lengths together — the caller undoes the
     permutation). `input_context` (from `distribute_datasets_from_function`) shards the data
@@ -896,31 +904,47 @@ def length_sorted_order(features: ClassificationFeatures) -> np.ndarray:
 
 
 
-def length_grouped_order(features: ClassificationFeatures, batch_size: int, num_batches: int,
-                         seed: int, batches_per_group: int = 50) -> np.ndarray:
-    """A training order of `num_batches * batch_size` indices whose batches hold examples of
-    similar length (so per-batch padding is small) while staying random.
+def length_grouped_batches(features: ClassificationFeatures, batch_size: int, num_batches: int,
+                           seed: int, batches_per_group: int = 50) -> Iterator[np.ndarray]:
+    """A training order of `num_batches` batches of `batch_size` indices whose batches hold
+    examples of similar length (so per-batch padding is small) while staying random; yields
+    the batches one at a time (memory: one epoch's permutation and one group).
 
     The stream is the original's (a fresh seeded permutation per epoch, epochs back to back,
     batches may cross an epoch boundary); it is cut into groups of `batches_per_group` batches,
     each group sorted by length and split into batches, and the batches of a group are
     shuffled. Each epoch still visits every example once; only which examples share a batch
-    changes (toward similar lengths).
+    changes (toward similar lengths). One `RandomState(seed)` draws every epoch's permutation
+    first and then every group's shuffle; a second generator, advanced past the permutations,
+    makes the group shuffles, so the order is produced lazily with the same draws.
     """
     n = len(features)
     if n == 0:
         raise ValueError("no training examples")
-    rng = np.random.RandomState(seed)
     group = batch_size * max(1, int(batches_per_group))
     needed = batch_size * int(num_batches)
     epochs = -(-needed // n)
-    stream = np.concatenate([rng.permutation(n) for _ in range(epochs)])[:needed]
+    epoch_rng = np.random.RandomState(seed)
+    group_rng = np.random.RandomState(seed)
+    for _ in range(epochs):
+        group_rng.permutation(n)
     lengths = features.row_lengths
-    pieces = []
-    for start in range(0, needed, group):
-        chunk = stream[start:start + group]
+    buffer = np.zeros(0, np.int64)
+    produced = 0
+    while produced < needed:
+        take = min(group, needed - produced)
+        while len(buffer) < take:
+            buffer = np.concatenate([buffer, epoch_rng.permutation(n)])
+        chunk, buffer = buffer[:take], buffer[take:]
+        produced += take
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
         batches = [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-        for b in rng.permutation(len(batches)):
-            pieces.append(batches[b])
-    return np.concatenate(pieces)
+        for b in group_rng.permutation(len(batches)):
+            yield batches[b]
+
+
+def length_grouped_order(features: ClassificationFeatures, batch_size: int, num_batches: int,
+                         seed: int, batches_per_group: int = 50) -> np.ndarray:
+    """`length_grouped_batches` as one array of `num_batches * batch_size` indices."""
+    return np.concatenate(list(length_grouped_batches(features, batch_size, num_batches, seed,
+                                                      batches_per_group)))
