@@ -968,7 +968,10 @@ def _worker_window(task):
                           state["crc"])
 
 
-def _sample_window(assembler, window_index, options, vocabulary, encoder, crc):
+def _sample_window(assembler, window_index, options, vocabulary, encoder, crc,
+                   on_instances=None):
+    """Samples, encodes and shuffles one streaming window; `on_instances(count)` (progress)
+    is called as instances are made."""
     documents = assembler.documents()
     if not documents:
         return [], SamplingStats(), assembler.lines
@@ -987,6 +990,8 @@ def _sample_window(assembler, window_index, options, vocabulary, encoder, crc):
             if len(batch) >= _INSTANCES_PER_BATCH:
                 records.extend(encode_and_frame(encoder, crc, batch))
                 batch = []
+                if on_instances is not None:
+                    on_instances(len(records))
     records.extend(encode_and_frame(encoder, crc, batch))
     del batch, documents
     shuffle_list(rng, records)
@@ -1549,9 +1554,10 @@ def _run_streaming(input_paths, tokenizer, encoder, unicode_errors, options, lim
     progress = _Progress("Streaming", total=sum(os.path.getsize(p) for p in input_paths),
                          unit="bytes")
 
-    def report():
+    def report(window_instances=0):
         progress.update(reader.bytes, f"{reader.lines:,} lines read, {windows:,} windows "
-                        f"written, {stats.documents:,} documents", instances=stats.instances)
+                        f"written, {stats.documents:,} documents",
+                        instances=stats.instances + window_instances)
 
     reader = _StreamingReader(input_paths, limits["window_documents"], limits["window_bytes"],
                               limits["document_bytes"], limits["max_line_bytes"], report)
@@ -1564,7 +1570,7 @@ def _run_streaming(input_paths, tokenizer, encoder, unicode_errors, options, lim
                 assembler.add(*tokenize_chunk(tokenizer, chunk, unicode_errors))
             del chunks
             return _sample_window(assembler, window_index, options, options["vocabulary"],
-                                  encoder, crc)
+                                  encoder, crc, on_instances=report)
         results = map(run_local, tasks)
     else:
         results = pool.imap_ordered(_worker_window, tasks, max_in_flight=pool.num_workers + 1)
