@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # --repo overrides
 _SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "vo", "zi", "pe", "su", "gra", "dol", "an",
               "ib", "or", "ul", "shi", "bre", "tok", "fen"]
 _SUFFIXES = ["ing", "ed", "s", "er", "ly"]
@@ -87,6 +87,7 @@ def run_measured(command, log_path):
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                                    env=dict(os.environ, PYTHONPATH=REPO))
+        # (a process that exits early still reports its peak)
         _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     return time.monotonic() - start, usage.ru_maxrss / 1024.0, process.returncode
@@ -156,7 +157,10 @@ def main():
     parser.add_argument("--corpus_mb", default="10,100")
     parser.add_argument("--rows", default="50000,500000")
     parser.add_argument("--work_dir", default="/tmp")
+    parser.add_argument("--repo", default=REPO,
+                        help="checkout whose scripts run (e.g. an older one, for comparison)")
     args = parser.parse_args()
+    globals()["REPO"] = os.path.abspath(args.repo)
     work = tempfile.mkdtemp(prefix="bert_tf_memory_", dir=args.work_dir)
     results = []
     try:

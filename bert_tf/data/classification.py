@@ -881,6 +881,7 @@ def classification_dataset(features: ClassificationFeatures, batch_size: int, is
         segments = ((positions >= first_lengths[indices][:, None]) & (mask > 0)).astype(np.int32)
         return ids, mask, segments, np.asarray(labels[indices])
 
+    @tf.autograph.experimental.do_not_convert  # plain TF calls; nothing to convert
     def to_batch(indices):
         ids, mask, segments, label_ids = tf.numpy_function(
             gather, [indices], [tf.int32, tf.int32, tf.int32, label_dtype], stateful=False)

@@ -593,6 +593,7 @@ def ner_dataset(features: NerFeatures, batch_size: int, is_training: bool,
         mask = (np.arange(ids.shape[1])[None, :] < lengths[:, None]).astype(np.int32)
         return ids, mask, np.zeros_like(ids), labels
 
+    @tf.autograph.experimental.do_not_convert  # plain TF calls; nothing to convert
     def to_batch(indices):
         tensors = tf.numpy_function(gather, [indices], [tf.int32] * 4, stateful=False)
         for tensor in tensors:
