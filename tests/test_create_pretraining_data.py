@@ -799,3 +799,12 @@ def test_a_line_over_max_line_bytes_is_an_error_naming_file_and_line(vocab_file,
     # A line of exactly max_line_bytes is accepted.
     lines = list(pretraining_instances.read_lines(str(corpus), 5000))
     assert lines[-1] == long_line and len(lines) == 4
+
+
+def test_default_mode_points_to_streaming_for_inputs_near_the_ram_size(caplog):
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    with caplog.at_level("WARNING"):
+        pretraining_instances._warn_if_too_large_for_memory(1000, 10, 128)
+        assert not caplog.records
+        pretraining_instances._warn_if_too_large_for_memory(ram // 10, 10, 128)
+    assert len(caplog.records) == 1 and "--streaming" in caplog.records[0].getMessage()

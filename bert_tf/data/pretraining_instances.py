@@ -1175,6 +1175,24 @@ def _check_arguments(max_seq_length, max_predictions_per_seq, masked_lm_prob, sh
         raise ValueError(f"max_line_bytes={max_line_bytes}: must be >= 0 (0: no limit)")
 
 
+def _warn_if_too_large_for_memory(input_bytes, dupe_factor, max_seq_length):
+    """The default mode holds the corpus and every record in memory (as the original): warns,
+    pointing to --streaming, when that estimate exceeds half of the machine's RAM."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    # Measured: 10 MB of text -> 149 MB of records at dupe_factor 10, length 128; plus the
+    # tokens (4 bytes each, ~1 per 4 bytes of text) and Python overhead.
+    estimate = input_bytes * (1.5 * dupe_factor * max_seq_length / 128 + 3)
+    if estimate > ram / 2:
+        logging.warning(
+            "The default mode keeps the whole corpus and all its records in memory (as the "
+            "original does): about %.1f GB for these %.1f MB of input, more than half of this "
+            "machine's %.1f GB of RAM. Use --streaming for bounded memory.", estimate / 1e9,
+            input_bytes / 1e6, ram / 1e9)
+
+
 def _make_tokenizer(vocab_file_or_tokenizer, do_lower_case):
     if isinstance(vocab_file_or_tokenizer, (str, os.PathLike)):
         from bert_tf.tokenization import FullTokenizer  # pylint: disable=import-outside-toplevel
@@ -1237,9 +1255,12 @@ def create_pretraining_data(input_files, output_files, vocab_file_or_tokenizer,
                    max_seq_length=max_seq_length, max_predictions_per_seq=max_predictions_per_seq,
                    masked_lm_prob=masked_lm_prob, short_seq_prob=short_seq_prob,
                    do_whole_word_mask=do_whole_word_mask)
+    input_bytes = sum(os.path.getsize(p) for p in input_paths)
     logging.info("Creating pretraining data from %d file(s) (%s bytes) with %d worker(s)%s",
-                 len(input_paths), f"{sum(os.path.getsize(p) for p in input_paths):,}",
-                 num_workers, ", streaming" if streaming else "")
+                 len(input_paths), f"{input_bytes:,}", num_workers,
+                 ", streaming" if streaming else "")
+    if not streaming:
+        _warn_if_too_large_for_memory(input_bytes, dupe_factor, max_seq_length)
 
     pool = None
     if num_workers > 1:
