@@ -147,9 +147,9 @@ def check_data(settings: ClassifierSettings, processor, label_list):
     """The validation pass: reads every file the run will use (train, each dev and test set)
     and checks its rows and labels, so a malformed dev.tsv stops the run before training.
     Errors name the file and line."""
-    from bert_tf.data.classification import DataFormatError
-
     import itertools
+
+    from bert_tf.data.classification import DataFormatError
 
     splits = []
     if settings.do_train:
@@ -288,7 +288,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
                  if settings.cache_features else None)
 
     def features_of(split, set_name=""):
-        return None, cls_data.load_features(processor, settings.data_dir, split, tokenizer,
+        return cls_data.load_features(processor, settings.data_dir, split, tokenizer,
                                       model_files.vocab_file, model_files.do_lower_case,
                                       settings.max_seq_length, label_list, cache_dir=cache_dir,
                                       set_name=set_name)
@@ -300,7 +300,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
 
     num_train_steps, train_features = None, None
     if settings.do_train:
-        _, train_features = features_of("train")
+        train_features = features_of("train")
         num_train_steps = finetuning.num_train_steps_of(len(train_features), settings)
 
     def loss_fn(features, outputs):
@@ -341,7 +341,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
         start = time.time()
         results = {}
         for set_name in _sets(settings, processor.dev_files):
-            _, dev_features = features_of("dev", set_name)
+            dev_features = features_of("dev", set_name)
             logging.info("***** Running evaluation%s *****  examples %d, batch %d, truncated %d",
                          f" ({set_name})" if set_name else "", len(dev_features),
                          settings.eval_batch_size, dev_features.num_truncated)
@@ -359,7 +359,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
     if settings.do_predict:
         start = time.time()
         for set_name in _sets(settings, processor.test_files):
-            _, test_features = features_of("test", set_name)
+            test_features = features_of("test", set_name)
             logging.info("***** Running prediction%s *****  examples %d, batch %d, truncated %d",
                          f" ({set_name})" if set_name else "", len(test_features),
                          settings.predict_batch_size, test_features.num_truncated)
