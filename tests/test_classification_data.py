@@ -382,3 +382,23 @@ def test_lazy_length_grouped_batches_are_the_eager_order(n, batch, steps, per_gr
         seen = [b["input_mask"].sum(axis=1) for b in dataset.take(steps + 3).as_numpy_iterator()]
         order = np.concatenate([expected, expected[:3 * batch]])
         assert np.concatenate(seen).tolist() == lengths[order].tolist()
+
+
+def test_a_damaged_cache_is_rebuilt(tmp_path, tokenizer, caplog):
+    vocab, tok = tokenizer
+    d = str(tmp_path / "data")
+    write(f"{d}/train.tsv", ["sentence\tlabel", "the cat sat\t1", "a dog ran\t0"])
+    p = cls_data.get_processor("sst-2")
+    cache = tmp_path / "cache"
+    expected = cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"],
+                                      str(cache)).as_lists()
+    (directory,) = cache.iterdir()
+    with open(directory / "token_ids.bin", "r+b") as f:
+        f.truncate(8)  # cut short, as by a full disk while copying an output_dir
+    with pytest.raises(cls_data.DataFormatError, match="token_ids.bin: expected 40 bytes"):
+        cls_data.open_features(str(directory))
+    with caplog.at_level("WARNING"):
+        again = cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"],
+                                       str(cache))
+    assert again.as_lists() == expected
+    assert any("damaged" in r.getMessage() for r in caplog.records)

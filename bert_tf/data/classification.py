@@ -735,6 +735,14 @@ def open_features(directory: str) -> ClassificationFeatures:
                          shape=(length,))
 
     count = meta["count"]
+    for name, itemsize, length in (("token_ids", 4, meta["tokens"]), ("row_lengths", 4, count),
+                                   ("first_segment_lengths", 4, count),
+                                   ("label_ids", 4, count)):
+        path = os.path.join(directory, name + ".bin")
+        if not os.path.isfile(path) or os.path.getsize(path) != itemsize * length:
+            raise DataFormatError(f"{path}: expected {itemsize * length} bytes for {length} "
+                                  f"values as {directory}/meta.json says; the feature cache is "
+                                  f"damaged (delete the directory to rebuild it)")
     return ClassificationFeatures(
         token_ids=mapped("token_ids", "<i4", meta["tokens"]),
         row_lengths=mapped("row_lengths", "<i4", count),
@@ -770,10 +778,17 @@ def load_features(processor: DataProcessor, data_dir: str, split: str, tokenizer
                             label_list, extra=tag + layout)
     cache_path = os.path.join(cache_dir, f"{tag}-{key}")
     if os.path.isfile(os.path.join(cache_path, "meta.json")):
-        features = open_features(cache_path)
-        logging.info("%s: %d examples, features from cache %s (%d truncated to %d tokens)",
-                     tag, len(features), cache_path, features.num_truncated, max_seq_length)
-        return features
+        try:
+            features = open_features(cache_path)
+        except (DataFormatError, ValueError, KeyError) as error:
+            logging.warning("%s; rebuilding it", error)
+            import shutil
+
+            shutil.rmtree(cache_path)
+        else:
+            logging.info("%s: %d examples, features from cache %s (%d truncated to %d tokens)",
+                         tag, len(features), cache_path, features.num_truncated, max_seq_length)
+            return features
     write_features(examples, cache_path, label_list, max_seq_length, tokenizer,
                    processor.is_regression)
     features = open_features(cache_path)
