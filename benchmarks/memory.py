@@ -10,7 +10,8 @@ with the input.
 Text is drawn from the words of a generated WordPiece vocabulary (words of 1-3 syllables, some
 with `##` suffixes), so it tokenizes into real pieces. Each run is a child process; its peak
 RSS is `ru_maxrss` from `os.wait4` (the largest RSS the child, or any descendant it waited for,
-ever had). Generated files live in a temporary directory under `--work_dir` (default /tmp)
+ever had); the peak of its anonymous RSS (RssAnon: heap and stacks, without mapped files such
+as TensorFlow's libraries and the memory-mapped feature cache) is sampled every 0.5 s. Generated files live in a temporary directory under `--work_dir` (default /tmp)
 that is deleted at the end.
 
     python benchmarks/memory.py --corpus_mb=10,100,1000 --rows=50000,500000,5000000
@@ -81,16 +82,41 @@ def write_tsv(path, rows, words, with_label=True):
             f.write(f"{text}\t{i % 3}\n" if with_label else f"{text}\n")
 
 
+def _rss_parts(pid):
+    """(RssAnon, RssFile) of a live process in KiB, from /proc/<pid>/status."""
+    values = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(("RssAnon:", "RssFile:")):
+                    values[line.split(":")[0]] = int(line.split()[1])
+    except OSError:
+        pass
+    return values.get("RssAnon", 0), values.get("RssFile", 0)
+
+
 def run_measured(command, log_path):
-    """(seconds, peak RSS in MiB, exit code) of a child process and its descendants."""
+    """(seconds, peak RSS, peak anonymous RSS, file-backed RSS at that moment (MiB), exit code)
+    of a child process. Peak RSS is ru_maxrss (the child or any descendant it waited for);
+    RssAnon (heap, stacks: what memory pressure cannot drop) is sampled every 0.5 s. RssFile
+    is mapped files: TensorFlow's shared libraries and the touched pages of the memory-mapped
+    feature cache, which the kernel can drop and re-read."""
     start = time.monotonic()
+    anon_peak = file_at_peak = 0
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                                    env=dict(os.environ, PYTHONPATH=REPO))
-        # (a process that exits early still reports its peak)
-        _, status, usage = os.wait4(process.pid, 0)
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            anon, file_backed = _rss_parts(process.pid)
+            if anon > anon_peak:
+                anon_peak, file_at_peak = anon, file_backed
+            time.sleep(0.5)
     process.returncode = os.waitstatus_to_exitcode(status)
-    return time.monotonic() - start, usage.ru_maxrss / 1024.0, process.returncode
+    return (time.monotonic() - start, usage.ru_maxrss / 1024.0, anon_peak / 1024.0,
+            file_at_peak / 1024.0, process.returncode)
 
 
 def load():
@@ -106,11 +132,13 @@ def pretraining(work, vocab, words, sizes_mb, results):
                    f"--output_file={out}", f"--vocab_file={vocab}", "--streaming",
                    "--max_seq_length=128", "--dupe_factor=10", "--num_workers=1"]
         load_before = load()
-        seconds, peak, code = run_measured(command, os.path.join(work, f"pretrain_{mb}.log"))
+        seconds, peak, anon, _, code = run_measured(command,
+                                                    os.path.join(work, f"pretrain_{mb}.log"))
         size = os.path.getsize(out) if os.path.exists(out) else 0
         row = dict(part="create_pretraining_data --streaming", input=f"{mb} MB one document",
-                   peak_rss_mib=round(peak), seconds=round(seconds), exit_code=code,
-                   output_mb=round(size / 1e6), load=f"{load_before:.1f}/{load():.1f}")
+                   peak_rss_mib=round(peak), peak_anon_mib=round(anon), seconds=round(seconds),
+                   exit_code=code, output_mb=round(size / 1e6),
+                   load=f"{load_before:.1f}/{load():.1f}")
         print(json.dumps(row), flush=True)
         results.append(row)
         os.remove(corpus)
@@ -141,10 +169,12 @@ def classifier(work, vocab, words, vocab_size, row_counts, results):
                    "--eval_batch_size=256", "--predict_batch_size=256",
                    f"--num_train_epochs={steps * batch / rows}", "--save_checkpoints_steps=1000"]
         load_before = load()
-        seconds, peak, code = run_measured(command, os.path.join(work, f"cls_{rows}.log"))
+        seconds, peak, anon, file_backed, code = run_measured(
+            command, os.path.join(work, f"cls_{rows}.log"))
         row = dict(part="run_classifier generic", input=f"{rows:,} train rows + 2x{rows // 10:,}",
-                   peak_rss_mib=round(peak), seconds=round(seconds), exit_code=code,
-                   load=f"{load_before:.1f}/{load():.1f}")
+                   peak_rss_mib=round(peak), peak_anon_mib=round(anon),
+                   file_mib_at_anon_peak=round(file_backed), seconds=round(seconds),
+                   exit_code=code, load=f"{load_before:.1f}/{load():.1f}")
         print(json.dumps(row), flush=True)
         results.append(row)
         shutil.rmtree(data)
@@ -178,10 +208,11 @@ def main():
                     tail = f.readlines()[-3:]
                 print(f"--- {name}: " + "".join(tail).strip()[-400:])
         shutil.rmtree(work, ignore_errors=True)
-    print("| part | input | peak RSS (MiB) | wall s | load before/after |")
-    print("|---|---|---:|---:|---|")
+    print("| part | input | peak RSS (MiB) | peak anonymous RSS (MiB) | wall s | load |")
+    print("|---|---|---:|---:|---:|---|")
     for row in results:
-        print(f"| {row['part']} | {row['input']} | {row['peak_rss_mib']:,} | {row['seconds']} | "
+        print(f"| {row['part']} | {row['input']} | {row['peak_rss_mib']:,} | "
+              f"{row['peak_anon_mib']:,} | {row['seconds']} | "
               f"{row['load']} |" + ("" if row["exit_code"] == 0 else f" exit {row['exit_code']}"))
 
 
