@@ -48,6 +48,18 @@ flags.DEFINE_bool("streaming", False,
                   "see docs/pretraining_data.md).")
 flags.DEFINE_integer("streaming_window_documents", 10000,
                      "Documents per window in --streaming mode.")
+flags.DEFINE_integer("streaming_window_bytes", 16 << 20,
+                     "--streaming: a window also ends, at the next document break, once it holds "
+                     "this many bytes of input (memory is about 30x this per window in flight).")
+flags.DEFINE_integer("streaming_max_document_bytes", 1 << 20,
+                     "--streaming: a document longer than this (e.g. a corpus without blank lines "
+                     "between documents) is cut, after the line that reaches this size, into "
+                     "pieces treated as separate documents; a warning says so.")
+flags.DEFINE_integer("max_line_bytes", 1 << 20,
+                     "A longer input line is an error naming the file and line (the input needs "
+                     "one sentence per line); 0: no limit. The default mode holds the whole "
+                     "tokenized corpus in memory, as the original does: use --streaming for "
+                     "corpora near the size of RAM.")
 flags.DEFINE_bool("gzip", False, "Write GZIP-compressed TFRecords.")
 flags.DEFINE_enum("unicode_errors", "strict", ["strict", "replace", "ignore"],
                   "Invalid UTF-8 in the input: 'strict' stops with the file and line number; "
@@ -77,7 +89,9 @@ def main(argv):
         masked_lm_prob=FLAGS.masked_lm_prob, short_seq_prob=FLAGS.short_seq_prob,
         num_workers=FLAGS.num_workers, streaming=FLAGS.streaming,
         streaming_window_documents=FLAGS.streaming_window_documents, gzip=FLAGS.gzip,
-        unicode_errors=FLAGS.unicode_errors)
+        unicode_errors=FLAGS.unicode_errors, streaming_window_bytes=FLAGS.streaming_window_bytes,
+        streaming_max_document_bytes=FLAGS.streaming_max_document_bytes,
+        max_line_bytes=FLAGS.max_line_bytes)
 
 
 def run_main():

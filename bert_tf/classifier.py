@@ -15,6 +15,7 @@ See docs/classifier.md.
 """
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -146,17 +147,20 @@ def check_data(settings: ClassifierSettings, processor, label_list):
     """The validation pass: reads every file the run will use (train, each dev and test set)
     and checks its rows and labels, so a malformed dev.tsv stops the run before training.
     Errors name the file and line."""
+    import itertools
+
     from bert_tf.data.classification import DataFormatError
 
-    examples = []
+    splits = []
     if settings.do_train:
-        examples += processor.get_train_examples(settings.data_dir)
+        splits.append(("train", ""))
     if settings.do_eval:
-        for set_name in _sets(settings, processor.dev_files):
-            examples += processor.get_dev_examples(settings.data_dir, set_name)
+        splits += [("dev", set_name) for set_name in _sets(settings, processor.dev_files)]
     if settings.do_predict:
-        for set_name in _sets(settings, processor.test_files):
-            examples += processor.get_test_examples(settings.data_dir, set_name)
+        splits += [("test", set_name) for set_name in _sets(settings, processor.test_files)]
+    # One example at a time: the pass reads each file line by line and holds nothing.
+    examples = itertools.chain.from_iterable(
+        processor.iter_examples(settings.data_dir, split, set_name) for split, set_name in splits)
     known = set(label_list or ())
     for example in examples:
         if example.label is None:
@@ -299,7 +303,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
 
     num_train_steps, train_features = None, None
     if settings.do_train:
-        _, train_features = features_of("train")
+        train_features = features_of("train")
         num_train_steps = finetuning.num_train_steps_of(len(train_features), settings)
 
     def loss_fn(features, outputs):
@@ -319,8 +323,9 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
                      run.num_train_steps, run.num_warmup_steps, train_features.num_truncated)
         order = None
         if settings.group_by_length:
-            order = cls_data.length_grouped_order(train_features, settings.train_batch_size,
-                                                  run.num_train_steps, settings.seed)
+            order = functools.partial(cls_data.length_grouped_batches, train_features,
+                                      settings.train_batch_size, run.num_train_steps,
+                                      settings.seed)
 
         def train_input(input_context):
             return cls_data.classification_dataset(
@@ -339,7 +344,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
         start = time.time()
         results = {}
         for set_name in _sets(settings, processor.dev_files):
-            _, dev_features = features_of("dev", set_name)
+            dev_features = features_of("dev", set_name)
             logging.info("***** Running evaluation%s *****  examples %d, batch %d, truncated %d",
                          f" ({set_name})" if set_name else "", len(dev_features),
                          settings.eval_batch_size, dev_features.num_truncated)
@@ -357,7 +362,7 @@ def run_classifier(settings: ClassifierSettings, strategy=None):
     if settings.do_predict:
         start = time.time()
         for set_name in _sets(settings, processor.test_files):
-            _, test_features = features_of("test", set_name)
+            test_features = features_of("test", set_name)
             logging.info("***** Running prediction%s *****  examples %d, batch %d, truncated %d",
                          f" ({set_name})" if set_name else "", len(test_features),
                          settings.predict_batch_size, test_features.num_truncated)

@@ -20,6 +20,7 @@ docs/ner.md.
 """
 
 import dataclasses
+import functools
 import os
 import time
 from typing import List, Optional
@@ -261,10 +262,11 @@ def run_ner(settings: NerSettings, strategy=None):
 
         order = None
         if settings.group_by_length:
-            from bert_tf.data.classification import length_grouped_order
+            from bert_tf.data.classification import length_grouped_batches
 
-            order = length_grouped_order(train_features, settings.train_batch_size,
-                                         run.num_train_steps, settings.seed)
+            order = functools.partial(length_grouped_batches, train_features,
+                                      settings.train_batch_size, run.num_train_steps,
+                                      settings.seed)
 
         def train_input(input_context):
             return ner_data.ner_dataset(train_features, settings.train_batch_size,

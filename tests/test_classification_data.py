@@ -199,17 +199,17 @@ def test_cache_reuses_and_invalidates(tmp_path, tokenizer, monkeypatch):
     write(f"{d}/train.tsv", ["sentence\tlabel", "the cat sat\t1", "a dog ran\t0"])
     p = cls_data.get_processor("sst-2")
     cache = str(tmp_path / "cache")
-    _, first = cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"], cache)
+    first = cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"], cache)
     assert len(os.listdir(cache)) == 1
     calls = []
     real = cls_data.convert_examples_to_features
     monkeypatch.setattr(cls_data, "convert_examples_to_features",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
-    _, second = cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"], cache)
+    second = cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"], cache)
     assert calls == [] and second.as_lists() == first.as_lists()
     cls_data.load_features(p, d, "train", tok, vocab, True, 32, ["0", "1"], cache)  # New length.
     write(f"{d}/train.tsv", ["sentence\tlabel", "the cat ran\t1"])  # New content.
-    _, third = cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"], cache)
+    third = cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"], cache)
     assert calls == [1, 1] and len(third) == 1 and len(os.listdir(cache)) == 3
 
 
@@ -262,3 +262,143 @@ def test_length_grouped_order_keeps_epochs_and_groups_lengths():
     again = cls_data.length_grouped_order(features, batch_size=8, num_batches=16, seed=1,
                                           batches_per_group=4)
     assert again.tolist() == order.tolist()  # Seeded: a resumed run sees the same batches.
+
+
+# ---------------------------------------------------------------------------------------------
+# Features streamed through the disk cache
+# ---------------------------------------------------------------------------------------------
+
+
+def _expected_features(rows, tok, max_seq_length, labels):
+    """Independent: WordPiece via the tokenizer, then the original's truncation written out."""
+    vocab = dict((t, i) for i, t in enumerate(VOCAB))
+    out = []
+    for text_a, text_b, label in rows:
+        a, b = tok.tokenize(text_a), tok.tokenize(text_b)
+        while len(a) + len(b) > max_seq_length - 3:
+            (a if len(a) > len(b) else b).pop()
+        tokens = ["[CLS]"] + a + ["[SEP]"] + b + ["[SEP]"]
+        segments = [0] * (len(a) + 2) + [1] * (len(b) + 1)
+        out.append(([vocab[t] for t in tokens], segments, labels.index(label)))
+    return out
+
+
+def test_disk_cache_gives_the_features_and_batches_of_an_independent_computation(
+        tmp_path, tokenizer, monkeypatch):
+    vocab, tok = tokenizer
+    rng = np.random.RandomState(0)
+    words = ["the", "cat", "sat", "dog", "ran", "a", "cats", "."]
+    rows = [(" ".join(rng.choice(words, rng.randint(1, 9))),
+             " ".join(rng.choice(words, rng.randint(1, 6))), str(i % 3)) for i in range(23)]
+    d = str(tmp_path / "data")
+    write(f"{d}/dev.tsv", ["sentence\tother\tlabel"] + ["\t".join(r) for r in rows])
+    processor = cls_data.get_processor("generic", text_b_column="other", labels=["0", "1", "2"])
+    monkeypatch.setattr(cls_data, "_CONVERT_CHUNK", 5)  # several chunks
+    features = cls_data.load_features(processor, d, "dev", tok, vocab, True, 10,
+                                      ["0", "1", "2"], str(tmp_path / "cache"))
+    assert isinstance(features.token_ids, np.memmap)
+    expected = _expected_features(rows, tok, 10, ["0", "1", "2"])
+    assert features.as_lists() == [(ids, segments) for ids, segments, _ in expected]
+    assert features.label_ids.tolist() == [label for _, _, label in expected]
+    assert features.num_truncated == sum(len(tok.tokenize(a)) + len(tok.tokenize(b)) > 7
+                                         for a, b, _ in rows)
+
+    for order in (None, cls_data.length_sorted_order(features)):
+        batches = list(cls_data.classification_dataset(features, 4, is_training=False,
+                                                       order=order).as_numpy_iterator())
+        got = [(b["input_ids"][i], b["segment_ids"][i], b["input_mask"][i], b["label_ids"][i])
+               for b in batches for i in range(len(b["label_ids"]))]
+        sequence = range(len(rows)) if order is None else order
+        assert len(got) == len(rows)
+        for (ids, segments, mask, label), index in zip(got, sequence):
+            want_ids, want_segments, want_label = expected[index]
+            n = len(want_ids)
+            assert ids.tolist() == want_ids + [0] * (len(ids) - n) and len(ids) % 8 == 0
+            assert segments.tolist() == want_segments + [0] * (len(ids) - n)
+            assert mask.tolist() == [1] * n + [0] * (len(ids) - n) and label == want_label
+
+
+def test_cache_key_follows_vocab_and_length_and_a_failed_write_leaves_nothing(tmp_path,
+                                                                              tokenizer):
+    vocab, tok = tokenizer
+    d = str(tmp_path / "data")
+    write(f"{d}/train.tsv", ["sentence\tlabel", "the cat sat\t1", "a dog ran\t0"])
+    p = cls_data.get_processor("sst-2")
+    cache = str(tmp_path / "cache")
+    cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"], cache)
+    cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"], cache)
+    assert len(os.listdir(cache)) == 1
+    cls_data.load_features(p, d, "train", tok, vocab, True, 12, ["0", "1"], cache)
+    assert len(os.listdir(cache)) == 2
+    with open(vocab, "a", encoding="utf-8") as f:
+        f.write("zebra\n")
+    cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"], cache)
+    assert len(os.listdir(cache)) == 3
+
+    def interrupted():
+        yield from p.iter_examples(d, "train")
+        raise KeyboardInterrupt
+
+    target = str(tmp_path / "cache2" / "train-x")
+    with pytest.raises(KeyboardInterrupt):
+        cls_data.write_features(interrupted(), target, ["0", "1"], 16, tok)
+    assert os.listdir(tmp_path / "cache2") == []
+
+
+def _eager_length_grouped_order(lengths, batch_size, num_batches, seed, batches_per_group):
+    """The order as first defined: all epoch permutations, then each group's batch shuffle."""
+    n = len(lengths)
+    rng = np.random.RandomState(seed)
+    group, needed = batch_size * batches_per_group, batch_size * num_batches
+    stream = np.concatenate([rng.permutation(n) for _ in range(-(-needed // n))])[:needed]
+    pieces = []
+    for start in range(0, needed, group):
+        chunk = stream[start:start + group]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches = [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        pieces += [batches[b] for b in rng.permutation(len(batches))]
+    return np.concatenate(pieces)
+
+
+@pytest.mark.parametrize("n, batch, steps, per_group", [(37, 4, 30, 3), (200, 8, 7, 50),
+                                                         (5, 2, 41, 4)])
+def test_lazy_length_grouped_batches_are_the_eager_order(n, batch, steps, per_group):
+    lengths = np.random.RandomState(n).randint(3, 60, size=n).astype(np.int32)
+    features = cls_data.ClassificationFeatures(
+        token_ids=np.ones(lengths.sum(), np.int32), row_lengths=lengths,
+        first_segment_lengths=lengths, label_ids=np.zeros(n, np.int32), guids=None,
+        num_truncated=0, max_seq_length=64)
+    batches = list(cls_data.length_grouped_batches(features, batch, steps, 9, per_group))
+    assert all(len(b) == batch for b in batches) and len(batches) == steps
+    expected = _eager_length_grouped_order(lengths, batch, steps, 9, per_group)
+    assert np.concatenate(batches).tolist() == expected.tolist()
+    if n == 37:  # the dataset reads the lazy order exactly as the array
+        import functools
+
+        lazy = functools.partial(cls_data.length_grouped_batches, features, batch, steps, 9,
+                                 per_group)
+        dataset = cls_data.classification_dataset(features, batch, True, order=lazy,
+                                                  pad_to_multiple_of=1)
+        seen = [b["input_mask"].sum(axis=1) for b in dataset.take(steps + 3).as_numpy_iterator()]
+        order = np.concatenate([expected, expected[:3 * batch]])
+        assert np.concatenate(seen).tolist() == lengths[order].tolist()
+
+
+def test_a_damaged_cache_is_rebuilt(tmp_path, tokenizer, caplog):
+    vocab, tok = tokenizer
+    d = str(tmp_path / "data")
+    write(f"{d}/train.tsv", ["sentence\tlabel", "the cat sat\t1", "a dog ran\t0"])
+    p = cls_data.get_processor("sst-2")
+    cache = tmp_path / "cache"
+    expected = cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"],
+                                      str(cache)).as_lists()
+    (directory,) = cache.iterdir()
+    with open(directory / "token_ids.bin", "r+b") as f:
+        f.truncate(8)  # cut short, as by a full disk while copying an output_dir
+    with pytest.raises(cls_data.DataFormatError, match="token_ids.bin: expected 40 bytes"):
+        cls_data.open_features(str(directory))
+    with caplog.at_level("WARNING"):
+        again = cls_data.load_features(p, d, "train", tok, vocab, True, 16, ["0", "1"],
+                                       str(cache))
+    assert again.as_lists() == expected
+    assert any("damaged" in r.getMessage() for r in caplog.records)

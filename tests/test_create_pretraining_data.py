@@ -691,3 +691,120 @@ def test_special_tokens_inside_text_are_never_masked_like_the_original(vocab_fil
     for got, want in zip(actual, expected):
         for name, values in reference_features(want, tokenizer, 24, 5).items():
             np.testing.assert_array_equal(got[name], values, err_msg=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounded memory: corpora without blank lines, huge lines
+# ---------------------------------------------------------------------------------------------
+
+
+def _cut_points(lines, document_bytes):
+    """Indices of the lines after which a streaming document is cut: its non-blank lines'
+    bytes (with their newline) reach `document_bytes`; a blank line restarts the count."""
+    cuts, size = [], 0
+    for index, line in enumerate(lines):
+        if not line.strip():
+            size = 0
+            continue
+        size += len(line)
+        if size >= document_bytes:
+            cuts.append(index)
+            size = 0
+    return cuts
+
+
+def test_streaming_reader_cuts_a_corpus_without_blank_lines(tmp_path):
+    # Hand-checked: lines of 10 bytes, documents cut at 25 bytes -> after the 3rd line (30),
+    # then after the 6th (30 again); the 7th is the start of a third piece.
+    path = tmp_path / "tiny.txt"
+    path.write_bytes(b"aaaa bbbb\n" * 7)
+    assert _cut_points([b"aaaa bbbb\n"] * 7, 25) == [2, 5]
+    reader = pretraining_instances._StreamingReader([str(path)], 100, 1 << 20, 25, 1 << 20)
+    (window,) = list(reader)
+    lines = [(first + i, line) for _, first, chunk in window for i, line in enumerate(chunk)]
+    assert [line for _, line in lines] == ([b"aaaa bbbb\n"] * 3 + [b"\n"] + [b"aaaa bbbb\n"] * 3
+                                           + [b"\n"] + [b"aaaa bbbb\n"])
+    # The inserted breaks carry the number of the line they follow; real lines keep theirs.
+    assert [n for n, line in lines if line != b"\n"] == [1, 2, 3, 4, 5, 6, 7]
+    assert reader.cut_documents == 2 and reader.bytes == 70 and reader.lines == 7
+
+    # A window ends at the first document break after window_bytes (here every piece).
+    reader = pretraining_instances._StreamingReader([str(path)], 100, 20, 25, 1 << 20)
+    assert len(list(reader)) == 3
+
+
+def test_streaming_without_blank_lines_is_the_original_on_the_pieces(data_dir, vocab_file,
+                                                                      tokenizer, tmp_path,
+                                                                      caplog):
+    with open(os.path.join(data_dir, "small.txt"), "rb") as f:
+        lines = [line for line in f if line.strip()]
+    corpus = tmp_path / "no_blank_lines.txt"
+    corpus.write_bytes(b"".join(lines))
+    document_bytes = 3000
+    cuts = set(_cut_points(lines, document_bytes))
+    assert len(cuts) > 10
+    pieces = tmp_path / "pieces.txt"  # the same text with a blank line at each cut
+    pieces.write_bytes(b"".join(line + (b"\n" if i in cuts else b"")
+                                for i, line in enumerate(lines)))
+    seq, preds, seed = 40, 6, 5
+    out = tmp_path / "stream.tfrecord"
+    with caplog.at_level("WARNING"):
+        summary = create_pretraining_data(
+            str(corpus), str(out), vocab_file, max_seq_length=seq, max_predictions_per_seq=preds,
+            random_seed=seed, dupe_factor=2, streaming=True,
+            streaming_max_document_bytes=document_bytes)
+    warnings = [r.getMessage() for r in caplog.records if "lack blank lines" in r.getMessage()]
+    assert len(warnings) == 1 and "no_blank_lines.txt:" in warnings[0]
+    assert summary.windows == 1 and summary.documents == len(cuts) + (max(cuts) < len(lines) - 1)
+    expected, _ = reference_instances([str(pieces)], tokenizer, seq, 2, 0.1, 0.15, preds,
+                                      random.Random(seed), False)
+    actual = read_records([str(out)], seq, preds)
+    assert len(actual) == len(expected) == summary.instances
+    for got, want in zip(actual, expected):
+        want = reference_features(want, tokenizer, seq, preds)
+        for name, values in want.items():
+            np.testing.assert_array_equal(got[name], values, err_msg=name)
+
+
+def test_streaming_windows_are_bounded_in_bytes(data_dir, vocab_file, tmp_path):
+    corpus = tmp_path / "no_blank_lines.txt"
+    with open(os.path.join(data_dir, "large.txt"), "rb") as f:
+        corpus.write_bytes(b"".join(line for line in f if line.strip()))
+    reader = pretraining_instances._StreamingReader([str(corpus)], 10 ** 6, 20000, 4000, 1 << 20)
+    sizes = [sum(len(line) for _, _, chunk in window for line in chunk) for window in reader]
+    longest_line = max(len(line) for line in corpus.read_bytes().splitlines(True))
+    assert len(sizes) > 5
+    # At most window_bytes plus the rest of the current piece (one piece + one line).
+    assert max(sizes) < 20000 + 4000 + 2 * longest_line
+    assert sum(sizes) == corpus.stat().st_size + reader.cut_documents  # + the inserted breaks
+    summary = create_pretraining_data(str(corpus), str(tmp_path / "o.tfrecord"), vocab_file,
+                                      max_seq_length=32, dupe_factor=1, streaming=True,
+                                      streaming_window_bytes=20000,
+                                      streaming_max_document_bytes=4000, num_workers=2)
+    assert summary.windows == len(sizes)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_line_over_max_line_bytes_is_an_error_naming_file_and_line(vocab_file, tmp_path,
+                                                                      streaming):
+    corpus = tmp_path / "one_line.txt"
+    long_line = b"word " * 1000  # 5,000 bytes, no newline at all at the end
+    corpus.write_bytes(b"a b\n\nc d\n" + long_line)
+    out = tmp_path / "out" / "o.tfrecord"
+    with pytest.raises(ValueError, match=r"one_line\.txt:4: line longer than 4,096 bytes "
+                                         r"\(--max_line_bytes\)"):
+        create_pretraining_data(str(corpus), str(out), vocab_file, streaming=streaming,
+                                max_line_bytes=4096)
+    assert not out.parent.exists() or not os.listdir(out.parent)
+    # A line of exactly max_line_bytes is accepted.
+    lines = list(pretraining_instances.read_lines(str(corpus), 5000))
+    assert lines[-1] == long_line and len(lines) == 4
+
+
+def test_default_mode_points_to_streaming_for_inputs_near_the_ram_size(caplog):
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    with caplog.at_level("WARNING"):
+        pretraining_instances._warn_if_too_large_for_memory(1000, 10, 128)
+        assert not caplog.records
+        pretraining_instances._warn_if_too_large_for_memory(ram // 10, 10, 128)
+    assert len(caplog.records) == 1 and "--streaming" in caplog.records[0].getMessage()

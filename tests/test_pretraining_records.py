@@ -114,6 +114,22 @@ def test_writer_bytes_equal_tensorflow_writer(tmp_path):
     assert read == records
 
 
+def test_crc32c_rfc3720_vectors_and_long_records_match_tensorflow(tmp_path):
+    crc = pretraining_records.Crc32c()
+    # RFC 3720 (iSCSI) appendix B.4 test vectors.
+    vectors = [bytes(32), b"\xff" * 32, bytes(range(32)), bytes(range(31, -1, -1))]
+    assert crc.crc(vectors).tolist() == [0x8A9136AA, 0x62A8AB43, 0x46DD794E, 0x113FDB5C]
+    # Records of 1 MiB and 3 MiB + 1 byte, framed as TensorFlow frames them (masked CRCs).
+    rng = random.Random(7)
+    records = [rng.randbytes(1 << 20), b"", rng.randbytes(3 * (1 << 20) + 1)]
+    reference = str(tmp_path / "tf.tfrecord")
+    with tf.io.TFRecordWriter(reference) as writer:
+        for record in records:
+            writer.write(record)
+    with open(reference, "rb") as f:
+        assert b"".join(crc.frame(records)) == f.read()
+
+
 def test_write_framed_many_round_robins_like_tensorflow_writers(tmp_path):
     # 10,000 records over three files, written in uneven batches (batches straddle the
     # round-robin turn) as bytes and memoryviews: each file must equal TensorFlow's writer fed

@@ -72,26 +72,26 @@ def test_batches_take_the_smallest_bucket_and_keep_their_content(features):
     assert set(shapes_of(bucketed)) == {(4, 32), (4, 64)}
 
 
-def test_one_bucket_is_a_static_shape_and_padding_values_are_kept():
-    # The TPU case: (max_seq_length,) -> the element_spec itself is static; NER labels pad -1.
-    windows = [np.arange(1, n + 1, dtype=np.int32) for n in (3, 7, 5, 2, 6)]
-    dataset = tf.data.Dataset.from_generator(
-        lambda: ({"input_ids": w, "label_ids": w * 10} for w in windows),
-        output_signature={"input_ids": tf.TensorSpec([None], tf.int32),
-                          "label_ids": tf.TensorSpec([None], tf.int32)})
-    batched = batching.pad_and_batch(dataset, 2, drop_remainder=True,
-                                     padding_values={"input_ids": 0, "label_ids": -1},
-                                     length_buckets=(8,))
-    assert batched.element_spec["input_ids"].shape.as_list() == [2, 8]
-    batches = list(batched.as_numpy_iterator())
-    assert len(batches) == 2  # the odd window out is dropped (training under TPU)
-    assert batches[0]["input_ids"][0].tolist() == [1, 2, 3, 0, 0, 0, 0, 0]
-    assert batches[0]["label_ids"][0].tolist() == [10, 20, 30, -1, -1, -1, -1, -1]
-    too_long = batching.pad_and_batch(dataset, 2, drop_remainder=False,
-                                      padding_values={"input_ids": 0, "label_ids": -1},
-                                      length_buckets=(4, 6))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="longer than the largest"):
-        list(too_long)
+def test_one_bucket_is_a_static_shape_and_padding_values_are_kept(features):
+    # The TPU case: (max_seq_length,) -> the element_spec itself is static.
+    dataset = cls_data.classification_dataset(features, 4, is_training=False, drop_remainder=True,
+                                              length_buckets=(MAX_SEQ,))
+    assert dataset.element_spec["input_ids"].shape.as_list() == [4, MAX_SEQ]
+    assert dataset.element_spec["label_ids"].shape.as_list() == [4]
+    assert all(b["input_ids"].shape == (4, MAX_SEQ) for b in dataset.as_numpy_iterator())
+    # NER labels pad with -1 up to the bucket; rows longer than every bucket are an error.
+    flat = np.arange(1, 16, dtype=np.int32)
+    lengths = np.array([3, 7, 5])
+    offsets = cls_data.row_offsets(lengths)
+    labels, got = cls_data.padded_rows(flat * 10, offsets, lengths, np.array([0, 2]), 8,
+                                       pad_value=-1, length_buckets=(8,))
+    assert got.tolist() == [3, 5]
+    assert labels.tolist() == [[10, 20, 30, -1, -1, -1, -1, -1],
+                               [110, 120, 130, 140, 150, -1, -1, -1]]
+    assert batching.padded_width(5, 8, (4, 6)) == 6
+    assert batching.padded_width(5, 8) == 8
+    with pytest.raises(ValueError, match="longer than the largest length bucket"):
+        batching.padded_width(7, 8, (4, 6))
 
 
 def test_jit_compiles_once_per_bucket_and_padding_changes_no_logit(features):

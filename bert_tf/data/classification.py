@@ -12,18 +12,20 @@ Three layers, top to bottom:
 3. Features. `convert_examples_to_features` tokenizes with the original truncation
    (pairs: pop the last token of the longer segment until the pair fits max_seq_length - 3;
    single texts: cut to max_seq_length - 2) and counts the truncated examples.
-   `load_features` caches them on disk keyed by the source files, the vocabulary, the casing and
-   max_seq_length, so a second run does not tokenize again. `classification_dataset` builds a
-   tf.data pipeline whose batches are padded to their longest sequence, not to max_seq_length.
+   `load_features` streams the examples into a cache on disk (a directory of memory-mapped
+   arrays, written chunk by chunk under a temporary name) keyed by the source files, the
+   vocabulary, the casing and max_seq_length, so memory does not grow with the file and a
+   second run does not tokenize again. `classification_dataset` builds a tf.data pipeline
+   whose batches are gathered from those arrays (no feature data in the graph) and padded to
+   their longest sequence, not to max_seq_length.
 """
 
 import csv
 import dataclasses
 import hashlib
-import io
 import json
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from absl import logging
@@ -32,7 +34,7 @@ from bert_tf import files
 from bert_tf.data import batching
 
 # Bump when the cached feature layout or the conversion rules change.
-_FEATURE_CACHE_VERSION = 1
+_FEATURE_CACHE_VERSION = 2  # 2: a directory of memory-mappable arrays
 
 
 DataFormatError = files.DataFormatError  # input that does not have the expected layout
@@ -61,6 +63,28 @@ def _report_empty_lines(path, empty_lines):
         logging.warning("%s: skipped %d empty line(s): line %s%s", path, len(empty_lines), shown, more)
 
 
+def _decode_line(raw: bytes, path: str, number: int) -> str:
+    return files.decode_utf8(raw, path, byte_order_mark=number == 1, first_line=number)
+
+
+def iter_tsv(path: str) -> Iterator[Tuple[int, List[str]]]:
+    """`read_tsv`'s rows one at a time, reading the file line by line (memory does not grow
+    with the file); empty lines are reported at the end."""
+    empty_lines = []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            line = _decode_line(raw, path, number)
+            if line.endswith("\n"):
+                line = line[:-1]
+            if line.endswith("\r"):
+                line = line[:-1]
+            if not line.strip():
+                empty_lines.append(number)
+                continue
+            yield number, line.split("\t")
+    _report_empty_lines(path, empty_lines)
+
+
 def read_tsv(path: str) -> List[Tuple[int, List[str]]]:
     """Rows of a tab-separated file as `(1-based line number, fields)`.
 
@@ -68,42 +92,45 @@ def read_tsv(path: str) -> List[Tuple[int, List[str]]]:
     byte-order mark is dropped, `\\r\\n` line ends are accepted. Empty lines are skipped and
     reported through absl logging (never dropped silently).
     """
-    rows, empty_lines = [], []
-    lines = files.read_text(path).split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # The newline that ends the last line.
-    for number, line in enumerate(lines, start=1):
-        if line.endswith("\r"):
-            line = line[:-1]
-        if not line.strip():
-            empty_lines.append(number)
-            continue
-        rows.append((number, line.split("\t")))
-    _report_empty_lines(path, empty_lines)
-    return rows
+    return list(iter_tsv(path))
 
 
-def read_csv(path: str) -> List[Tuple[int, List[str]]]:
-    """Rows of a standard (quoted, comma-separated) CSV file as `(line number, fields)`."""
-    rows, empty_lines = [], []
-    text = files.read_text(path)
+def iter_csv(path: str) -> Iterator[Tuple[int, List[str]]]:
+    """`read_csv`'s rows one at a time (quoted fields may span lines)."""
+    empty_lines = []
+    state = {"number": 0}
+
+    def decoded_lines(f):
+        for raw in f:
+            state["number"] += 1
+            yield _decode_line(raw, path, state["number"])
+
     # A field may be as long as the file (a long text is data, as in a TSV), not csv's 128 KiB.
-    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
-    with io.StringIO(text, newline="") as f:
-        reader = csv.reader(f)
+    csv.field_size_limit(max(csv.field_size_limit(), os.path.getsize(path)))
+    with open(path, "rb") as f:
+        reader = csv.reader(decoded_lines(f))
         start = 1
         try:
             for fields in reader:
                 if not any(field.strip() for field in fields):
                     empty_lines.append(start)
                 else:
-                    rows.append((start, fields))
-                start = reader.line_num + 1
+                    yield start, fields
+                start = state["number"] + 1
         except csv.Error as error:
             raise DataFormatError(f"{path}:{start}: {error}; expected CSV (RFC 4180) rows"
                                   ) from None
     _report_empty_lines(path, empty_lines)
-    return rows
+
+
+def read_csv(path: str) -> List[Tuple[int, List[str]]]:
+    """Rows of a standard (quoted, comma-separated) CSV file as `(line number, fields)`."""
+    return list(iter_csv(path))
+
+
+def iter_table(path: str) -> Iterator[Tuple[int, List[str]]]:
+    """`iter_csv` for `*.csv` files, `iter_tsv` otherwise."""
+    return iter_csv(path) if path.lower().endswith(".csv") else iter_tsv(path)
 
 
 def read_table(path: str) -> List[Tuple[int, List[str]]]:
@@ -149,14 +176,37 @@ class DataProcessor:
         return list(self.labels)
 
     def get_train_examples(self, data_dir: str) -> List[InputExample]:
-        return self._read_examples(self.train_path(data_dir), self.train_layout, "train")
+        return list(self.iter_examples(data_dir, "train"))
 
     def get_dev_examples(self, data_dir: str, set_name: str = "") -> List[InputExample]:
-        layout = self.dev_layout or self.train_layout
-        return self._read_examples(self.dev_path(data_dir, set_name), layout, "dev")
+        return list(self.iter_examples(data_dir, "dev", set_name))
 
     def get_test_examples(self, data_dir: str, set_name: str = "") -> List[InputExample]:
-        return self._read_examples(self.test_path(data_dir, set_name), self.test_layout, "test")
+        return list(self.iter_examples(data_dir, "test", set_name))
+
+    def iter_examples(self, data_dir: str, split: str, set_name: str = ""
+                      ) -> Iterator[InputExample]:
+        """The examples of one split ("train", "dev" or "test") one at a time, read line by
+        line: memory does not grow with the file."""
+        if split == "train":
+            return self._read_examples(self.train_path(data_dir), self.train_layout, "train")
+        if split == "dev":
+            return self._read_examples(self.dev_path(data_dir, set_name),
+                                       self.dev_layout or self.train_layout, "dev")
+        if split == "test":
+            return self._read_examples(self.test_path(data_dir, set_name), self.test_layout,
+                                       "test")
+        raise ValueError(f"split must be train, dev or test, not {split!r}")
+
+    def source_path(self, data_dir: str, split: str, set_name: str = "") -> str:
+        """The file a split is read from."""
+        if split == "train":
+            return self.train_path(data_dir)
+        if split == "dev":
+            return self.dev_path(data_dir, set_name)
+        if split == "test":
+            return self.test_path(data_dir, set_name)
+        raise ValueError(f"split must be train, dev or test, not {split!r}")
 
     def train_path(self, data_dir: str) -> str:
         return os.path.join(data_dir, self.train_file)
@@ -174,13 +224,16 @@ class DataProcessor:
 
     # -- row parsing ---------------------------------------------------------------------------
 
-    def _read_examples(self, path, layout: ColumnLayout, set_type: str) -> List[InputExample]:
+    def _read_examples(self, path, layout: ColumnLayout, set_type: str) -> Iterator[InputExample]:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{self.name}: {set_type} file {path} does not exist")
-        rows = read_tsv(path)
+        return self._iter_rows(path, layout, set_type)
+
+    def _iter_rows(self, path, layout: ColumnLayout, set_type: str) -> Iterator[InputExample]:
+        rows = iter_tsv(path)
         if layout.has_header:
-            rows = rows[1:]
-        examples = []
+            next(rows, None)
+        count = 0
         needed = [c for c in (layout.text_a, layout.text_b, layout.label) if c is not None]
         min_columns = max(c + 1 if c >= 0 else -c for c in needed)
         if any(c < 0 for c in needed):
@@ -197,9 +250,9 @@ class DataProcessor:
             label = None
             if layout.label is not None:
                 label = self._check_label(fields[layout.label].strip(), where)
-            examples.append(InputExample(guid=f"{set_type}-{len(examples)}", text_a=text_a,
-                                         text_b=text_b, label=label, source=where))
-        return examples
+            yield InputExample(guid=f"{set_type}-{count}", text_a=text_a, text_b=text_b,
+                               label=label, source=where)
+            count += 1
 
     def _check_label(self, label: str, where: str) -> str:
         if self.is_regression:
@@ -322,6 +375,13 @@ class XnliProcessor(DataProcessor):
     def _check_label(self, label, where):
         return super()._check_label("contradiction" if label == "contradictory" else label, where)
 
+    def iter_examples(self, data_dir, split, set_name=""):
+        if split == "dev":
+            return iter(self.get_dev_examples(data_dir, set_name))  # a small file
+        if split == "test":
+            return iter(self.get_test_examples(data_dir, set_name))
+        return super().iter_examples(data_dir, split, set_name)
+
     def get_dev_examples(self, data_dir, set_name=""):
         path = os.path.join(data_dir, "xnli.dev.tsv")
         if set_name:
@@ -393,45 +453,44 @@ class GenericProcessor(DataProcessor):
             if data_dir is None:
                 raise ValueError("generic processor: labels are discovered from the training file; "
                                  "pass data_dir (or labels=...)")
-            self.get_train_examples(data_dir)
+            found = set()
+            for example in self._read_generic(self.train_path(data_dir), "train", True):
+                found.add(example.label)
+            self._labels = _sorted_labels(found)
         return list(self._labels)
 
     def get_train_examples(self, data_dir):
-        path = self.train_path(data_dir)
-        examples = self._read_generic(path, "train", require_label=True)
-        if not self.is_regression and self._labels is None:
-            self._labels = _sorted_labels({e.label for e in examples})
-        if not self.is_regression:
-            self._validate_labels(examples)
-        return examples
+        return list(self.iter_examples(data_dir, "train"))
 
     def get_dev_examples(self, data_dir, set_name=""):
-        examples = self._read_generic(self.dev_path(data_dir, set_name), "dev", require_label=True)
-        if not self.is_regression:
-            self.get_labels(data_dir)
-            self._validate_labels(examples)
-        return examples
+        return list(self.iter_examples(data_dir, "dev", set_name))
 
     def get_test_examples(self, data_dir, set_name=""):
-        examples = self._read_generic(self.test_path(data_dir, set_name), "test", require_label=False)
-        if not self.is_regression and any(e.label is not None for e in examples):
-            self.get_labels(data_dir)
-            self._validate_labels(examples)
-        return examples
+        return list(self.iter_examples(data_dir, "test", set_name))
 
-    def _validate_labels(self, examples):
+    def iter_examples(self, data_dir, split, set_name=""):
+        path = self.source_path(data_dir, split, set_name)
+        examples = self._read_generic(path, split, require_label=split != "test")
+        if self.is_regression:
+            return examples
+        self.get_labels(data_dir)  # a first pass over train.tsv when they are not known yet
+        return self._checked_labels(examples)
+
+    def _checked_labels(self, examples):
         known = set(self._labels)
         for example in examples:
             if example.label is not None and example.label not in known:
                 raise DataFormatError(
                     f"{example.source}: label {example.label!r} does not occur in the training "
                     f"labels {self._labels}")
+            yield example
 
     def _read_generic(self, path, set_type, require_label):
-        rows = read_table(path)
-        if not rows:
+        rows = iter_table(path)
+        first = next(rows, None)
+        if first is None:
             raise DataFormatError(f"{path}: empty file; expected a header row naming the columns")
-        header_line, header = rows[0]
+        header_line, header = first
         header = [name.strip() for name in header]
 
         def column(name, required):
@@ -445,8 +504,10 @@ class GenericProcessor(DataProcessor):
         a = column(self.text_a_column, True)
         b = column(self.text_b_column, True) if self.text_b_column else None
         label = column(self.label_column, require_label)
-        examples = []
-        for line_number, fields in rows[1:]:
+        return self._generic_rows(rows, path, header, a, b, label, set_type)
+
+    def _generic_rows(self, rows, path, header, a, b, label, set_type):
+        for count, (line_number, fields) in enumerate(rows):
             where = f"{path}:{line_number}"
             if len(fields) != len(header):
                 raise DataFormatError(f"{where}: {len(fields)} columns, but the header has "
@@ -454,10 +515,9 @@ class GenericProcessor(DataProcessor):
             value = fields[label].strip() if label is not None else None
             if value is not None and self.is_regression:
                 value = self._check_label(value, where)
-            examples.append(InputExample(guid=f"{set_type}-{len(examples)}", text_a=fields[a],
-                                         text_b=fields[b] if b is not None else None,
-                                         label=value, source=where))
-        return examples
+            yield InputExample(guid=f"{set_type}-{count}", text_a=fields[a],
+                               text_b=fields[b] if b is not None else None, label=value,
+                               source=where)
 
 
 def _sorted_labels(labels):
@@ -610,69 +670,138 @@ def feature_cache_key(source_file: str, vocab_file: str, do_lower_case: bool, ma
     return digest.hexdigest()[:24]
 
 
-def _save_features(path, features: ClassificationFeatures):
-    buffer = io.BytesIO()
-    np.savez(buffer, token_ids=features.token_ids, row_lengths=features.row_lengths,
-             first_segment_lengths=features.first_segment_lengths, label_ids=features.label_ids,
-             guids=np.asarray(features.guids, dtype=np.str_),
-             num_truncated=np.int64(features.num_truncated),
-             max_seq_length=np.int64(features.max_seq_length))
-    files.atomic_write(path, buffer.getvalue())
+_FEATURE_ARRAYS = ("token_ids", "row_lengths", "first_segment_lengths", "label_ids")
+_CONVERT_CHUNK = 10000  # examples tokenized at a time when writing features to disk
 
 
-def _load_saved_features(path) -> ClassificationFeatures:
-    with np.load(path, allow_pickle=False) as data:
-        return ClassificationFeatures(
-            token_ids=data["token_ids"], row_lengths=data["row_lengths"],
-            first_segment_lengths=data["first_segment_lengths"], label_ids=data["label_ids"],
-            guids=[str(g) for g in data["guids"]], num_truncated=int(data["num_truncated"]),
-            max_seq_length=int(data["max_seq_length"]))
+def write_features(examples, directory: str, label_list: Sequence[str], max_seq_length: int,
+                   tokenizer, is_regression: bool = False) -> str:
+    """Tokenizes `examples` (any iterable, consumed once) chunk by chunk into `directory`:
+    one raw little-endian file per array of `ClassificationFeatures` plus `meta.json`.
+
+    The files are written into a temporary directory beside `directory` that is renamed to it
+    only when complete, so an interrupted run leaves no partial cache under the final name.
+    Memory: one chunk of `_CONVERT_CHUNK` examples, whatever the number of examples.
+    """
+    import itertools
+    import shutil
+    import tempfile
+
+    parent = os.path.dirname(os.path.abspath(directory))
+    os.makedirs(parent, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=os.path.basename(directory) + ".tmp-", dir=parent)
+    try:
+        outputs = {name: open(os.path.join(scratch, name + ".bin"), "wb")
+                   for name in _FEATURE_ARRAYS}
+        count = truncated = 0
+        label_dtype = None
+        try:
+            examples = iter(examples)
+            while True:
+                chunk = list(itertools.islice(examples, _CONVERT_CHUNK))
+                if not chunk:
+                    break
+                features = convert_examples_to_features(chunk, label_list, max_seq_length,
+                                                        tokenizer, is_regression)
+                for name in _FEATURE_ARRAYS:
+                    outputs[name].write(getattr(features, name).astype(
+                        getattr(features, name).dtype.newbyteorder("<")).tobytes())
+                label_dtype = features.label_ids.dtype.str
+                count += len(features)
+                truncated += features.num_truncated
+                if count % (20 * _CONVERT_CHUNK) == 0:
+                    logging.info("tokenized %d examples", count)
+        finally:
+            for f in outputs.values():
+                f.close()
+        meta = {"count": count, "num_truncated": truncated, "max_seq_length": max_seq_length,
+                "label_dtype": label_dtype or ("<f4" if is_regression else "<i4"),
+                "tokens": os.path.getsize(os.path.join(scratch, "token_ids.bin")) // 4}
+        with open(os.path.join(scratch, "meta.json"), "w", encoding="utf-8") as f:
+            json.dump(meta, f)
+        if os.path.isdir(directory):  # another run finished the same features first
+            shutil.rmtree(scratch)
+        else:
+            os.rename(scratch, directory)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return directory
+
+
+def open_features(directory: str) -> ClassificationFeatures:
+    """The features `write_features` wrote, memory-mapped read-only (pages are read from disk
+    as batches need them; nothing is loaded up front). `guids` is None."""
+    with open(os.path.join(directory, "meta.json"), encoding="utf-8") as f:
+        meta = json.load(f)
+
+    def mapped(name, dtype, length):
+        if length == 0:
+            return np.zeros(0, dtype)
+        return np.memmap(os.path.join(directory, name + ".bin"), dtype=dtype, mode="r",
+                         shape=(length,))
+
+    count = meta["count"]
+    for name, itemsize, length in (("token_ids", 4, meta["tokens"]), ("row_lengths", 4, count),
+                                   ("first_segment_lengths", 4, count),
+                                   ("label_ids", 4, count)):
+        path = os.path.join(directory, name + ".bin")
+        if not os.path.isfile(path) or os.path.getsize(path) != itemsize * length:
+            raise DataFormatError(f"{path}: expected {itemsize * length} bytes for {length} "
+                                  f"values as {directory}/meta.json says; the feature cache is "
+                                  f"damaged (delete the directory to rebuild it)")
+    return ClassificationFeatures(
+        token_ids=mapped("token_ids", "<i4", meta["tokens"]),
+        row_lengths=mapped("row_lengths", "<i4", count),
+        first_segment_lengths=mapped("first_segment_lengths", "<i4", count),
+        label_ids=mapped("label_ids", meta["label_dtype"], count), guids=None,
+        num_truncated=int(meta["num_truncated"]), max_seq_length=int(meta["max_seq_length"]))
 
 
 def load_features(processor: DataProcessor, data_dir: str, split: str, tokenizer, vocab_file: str,
                   do_lower_case: bool, max_seq_length: int, label_list: Sequence[str],
                   cache_dir: Optional[str] = None, set_name: str = ""
-                  ) -> Tuple[List[InputExample], ClassificationFeatures]:
-    """Examples and features of one split ("train", "dev" or "test"), tokenized once.
+                  ) -> ClassificationFeatures:
+    """The features of one split ("train", "dev" or "test"), tokenized once, in file order.
 
-    With `cache_dir`, features are stored as `<cache_dir>/<split>[_<set>]-<key>.npz` (key from
-    `feature_cache_key`) and reused by later runs; the examples are always read (that is cheap
-    and validates the file).
+    With `cache_dir`, they are written by `write_features` to
+    `<cache_dir>/<split>[_<set>]-<key>/` (key from `feature_cache_key`: the data file's and the
+    vocabulary's bytes, casing, max_seq_length, task, labels, columns), streamed from the
+    examples (memory does not grow with the file) and memory-mapped; later runs map the same
+    directory. Without `cache_dir`, they are converted in memory.
     """
-    if split == "train":
-        examples, source = processor.get_train_examples(data_dir), processor.train_path(data_dir)
-    elif split == "dev":
-        examples = processor.get_dev_examples(data_dir, set_name)
-        source = processor.dev_path(data_dir, set_name)
-    elif split == "test":
-        examples = processor.get_test_examples(data_dir, set_name)
-        source = processor.test_path(data_dir, set_name)
-    else:
-        raise ValueError(f"split must be train, dev or test, not {split!r}")
+    source = processor.source_path(data_dir, split, set_name)
+    examples = processor.iter_examples(data_dir, split, set_name)
     tag = split + (f"_{set_name}" if set_name else "")
-    cache_path = None
-    if cache_dir:
-        layout = repr(getattr(processor, "text_a_column", "")) + repr(
-            getattr(processor, "text_b_column", "")) + repr(getattr(processor, "label_column", ""))
-        key = feature_cache_key(source, vocab_file, do_lower_case, max_seq_length, processor.name,
-                                label_list, extra=tag + layout)
-        cache_path = os.path.join(cache_dir, f"{tag}-{key}.npz")
-        if os.path.isfile(cache_path):
-            features = _load_saved_features(cache_path)
-            if len(features) == len(examples):
-                logging.info("%s: %d examples, features from cache %s (%d truncated to %d tokens)",
-                             tag, len(features), cache_path, features.num_truncated, max_seq_length)
-                return examples, features
-            logging.warning("%s: stale feature cache %s (%d rows, %d examples); rebuilding",
-                            tag, cache_path, len(features), len(examples))
-    features = convert_examples_to_features(examples, label_list, max_seq_length, tokenizer,
-                                            processor.is_regression)
-    logging.info("%s: %d examples from %s, %d truncated to max_seq_length %d", tag, len(features),
-                 source, features.num_truncated, max_seq_length)
-    if cache_path:
-        os.makedirs(cache_dir, exist_ok=True)
-        _save_features(cache_path, features)
-    return examples, features
+    if not cache_dir:
+        features = convert_examples_to_features(list(examples), label_list, max_seq_length,
+                                                tokenizer, processor.is_regression)
+        logging.info("%s: %d examples from %s, %d truncated to max_seq_length %d", tag,
+                     len(features), source, features.num_truncated, max_seq_length)
+        return features
+    layout = repr(getattr(processor, "text_a_column", "")) + repr(
+        getattr(processor, "text_b_column", "")) + repr(getattr(processor, "label_column", ""))
+    key = feature_cache_key(source, vocab_file, do_lower_case, max_seq_length, processor.name,
+                            label_list, extra=tag + layout)
+    cache_path = os.path.join(cache_dir, f"{tag}-{key}")
+    if os.path.isfile(os.path.join(cache_path, "meta.json")):
+        try:
+            features = open_features(cache_path)
+        except (DataFormatError, ValueError, KeyError) as error:
+            logging.warning("%s; rebuilding it", error)
+            import shutil
+
+            shutil.rmtree(cache_path)
+        else:
+            logging.info("%s: %d examples, features from cache %s (%d truncated to %d tokens)",
+                         tag, len(features), cache_path, features.num_truncated, max_seq_length)
+            return features
+    write_features(examples, cache_path, label_list, max_seq_length, tokenizer,
+                   processor.is_regression)
+    features = open_features(cache_path)
+    logging.info("%s: %d examples from %s, %d truncated to max_seq_length %d; cached in %s",
+                 tag, len(features), source, features.num_truncated, max_seq_length, cache_path)
+    return features
 
 
 # ---------------------------------------------------------------------------------------------
@@ -680,56 +809,120 @@ def load_features(processor: DataProcessor, data_dir: str, split: str, tokenizer
 # ---------------------------------------------------------------------------------------------
 
 
-def classification_dataset(features: ClassificationFeatures, batch_size: int, is_training: bool,
-                           seed: Optional[int] = None, order: Optional[np.ndarray] = None,
-                           pad_to_multiple_of: int = 8, drop_remainder: Optional[bool] = None,
-                           input_context=None, length_buckets: Optional[Sequence[int]] = None):
-    """A tf.data pipeline of dict batches `input_ids`, `input_mask`, `segment_ids` int32
-    [batch, length] and `label_ids` [batch], each batch padded to its own longest sequence
-    (rounded up to `pad_to_multiple_of`), not to max_seq_length, or with `length_buckets` to
-    the smallest of those lengths that holds it (`bert_tf.data.batching`: XLA and TPUs).
+# Training order without `order`: a seeded shuffle of the example indices through a buffer of
+# min(examples, TRAIN_SHUFFLE_BUFFER) indices (about 200 bytes each in tf.data). Data sets up to
+# this size get a full shuffle (the original run_classifier used a 100-record buffer over its
+# TFRecords); larger ones a windowed shuffle of the file order, so memory stays bounded.
+TRAIN_SHUFFLE_BUFFER = 100_000
 
-    Training: shuffled (seeded) and repeated forever, or, with `order` (e.g.
-    `length_grouped_order`), that order repeated; `drop_remainder=True` by default as in the
-    original. Evaluation/prediction: one pass in `order` (indices into the features; e.g.
-    `length_sorted_order(features)` to batch similar lengths together — the caller undoes the
-    permutation). `input_context` (from `distribute_datasets_from_function`) shards the data
-    and turns `batch_size` into the per-replica size.
-    """
+
+def index_batches(num_examples: int, batch_size: int, is_training: bool,
+                  seed: Optional[int] = None, order: Optional[np.ndarray] = None,
+                  drop_remainder: Optional[bool] = None, input_context=None,
+                  shuffle_buffer_size: int = TRAIN_SHUFFLE_BUFFER):
+    """A tf.data pipeline of int64 index batches [batch] into features of `num_examples` rows:
+    the order every feature pipeline shares (see `classification_dataset`)."""
     import tensorflow as tf
 
-    indices = np.arange(len(features)) if order is None else np.asarray(order)
-    n = len(indices)
-    offsets = np.concatenate([[0], np.cumsum(features.row_lengths)[:-1]]).astype(np.int64)
-    token_ids = tf.constant(features.token_ids)
-    starts = tf.constant(offsets[indices])
-    lengths = tf.constant(features.row_lengths[indices].astype(np.int64))
-    first = tf.constant(features.first_segment_lengths[indices].astype(np.int64))
-    labels = tf.constant(features.label_ids[indices])
-
-    dataset = tf.data.Dataset.from_tensor_slices((starts, lengths, first, labels))
+    if order is None:
+        dataset = tf.data.Dataset.range(num_examples)
+    elif callable(order):  # e.g. functools.partial(length_grouped_batches, ...): read lazily
+        dataset = tf.data.Dataset.from_generator(
+            lambda: (np.asarray(batch, np.int64) for batch in order()),
+            output_signature=tf.TensorSpec([None], tf.int64)).unbatch()
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices(np.asarray(order, np.int64))
     if input_context is not None:
         dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     if is_training:
         if order is None:
-            dataset = dataset.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+            buffer = max(1, min(num_examples, int(shuffle_buffer_size)))
+            dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
         dataset = dataset.repeat()
     if drop_remainder is None:
         drop_remainder = is_training
+    return dataset.batch(batch_size, drop_remainder=drop_remainder)
 
-    def one_example(start, length, first_length, label):
-        ids = token_ids[start:start + length]
-        positions = tf.range(length)
-        segment_ids = tf.cast(positions >= first_length, tf.int32)
-        return {"input_ids": ids, "input_mask": tf.ones_like(ids), "segment_ids": segment_ids,
-                "label_ids": label}
 
-    dataset = dataset.map(one_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = batching.pad_and_batch(
-        dataset, batch_size, drop_remainder,
-        padding_values={"input_ids": 0, "input_mask": 0, "segment_ids": 0},
-        pad_to_multiple_of=pad_to_multiple_of, length_buckets=length_buckets)
+def padded_rows(flat, offsets, row_lengths, indices, pad_to_multiple_of, pad_value=0,
+                length_buckets=None):
+    """Rows `flat[offsets[i]:offsets[i] + row_lengths[i]]` for i in `indices`, as an int32
+    [len(indices), width] array padded with `pad_value`; width is `batching.padded_width` of
+    the longest row (rounded up to `pad_to_multiple_of`, or the smallest of `length_buckets`
+    that holds it). Also returns the row lengths."""
+    lengths = np.asarray(row_lengths[indices], np.int64)
+    width = batching.padded_width(int(lengths.max()) if len(lengths) else 0, pad_to_multiple_of,
+                                  length_buckets)
+    out = np.full((len(indices), width), pad_value, np.int32)
+    for row, (start, length) in enumerate(zip(offsets[indices].tolist(), lengths.tolist())):
+        out[row, :length] = flat[start:start + length]
+    return out, lengths
+
+
+def row_offsets(row_lengths) -> np.ndarray:
+    """Exclusive cumulative sum: where each row starts in the flat array (int64)."""
+    offsets = np.zeros(len(row_lengths), np.int64)
+    if len(row_lengths) > 1:
+        np.cumsum(row_lengths[:-1], out=offsets[1:])
+    return offsets
+
+
+def classification_dataset(features: ClassificationFeatures, batch_size: int, is_training: bool,
+                           seed: Optional[int] = None, order: Optional[np.ndarray] = None,
+                           pad_to_multiple_of: int = 8, drop_remainder: Optional[bool] = None,
+                           input_context=None, shuffle_buffer_size: int = TRAIN_SHUFFLE_BUFFER,
+                           length_buckets: Optional[Sequence[int]] = None):
+    """A tf.data pipeline of dict batches `input_ids`, `input_mask`, `segment_ids` int32
+    [batch, length] and `label_ids` [batch], each batch padded to its own longest sequence
+    (rounded up to `pad_to_multiple_of`), not to max_seq_length, or with `length_buckets` to
+    the smallest of those lengths that holds it (`bert_tf.data.batching`: XLA and TPUs).
+
+    Training: shuffled (seeded; `TRAIN_SHUFFLE_BUFFER`) and repeated forever, or, with `order`
+    (an index array such as `length_grouped_order`, or a callable returning an iterator of
+    index arrays such as a `functools.partial` of `length_grouped_batches`, read lazily), that
+    order repeated; `drop_remainder=True` by default as in
+    the original. Evaluation/prediction: one pass in `order` (indices into the features; e.g.
+    `length_sorted_order(features)` to batch similar lengths together — the caller undoes the
+    permutation). `input_context` (from `distribute_datasets_from_function`) shards the data
+    and turns `batch_size` into the per-replica size.
+
+    The graph holds no feature data: each batch of indices is gathered from the feature arrays
+    (memory-mapped from the feature cache by `load_features`) by a NumPy function, so memory
+    does not grow with the number of examples (beyond 8 bytes an example for `order` and the
+    row offsets).
+    """
+    import tensorflow as tf
+
+    offsets = row_offsets(features.row_lengths)
+    token_ids, row_lengths = features.token_ids, features.row_lengths
+    first_lengths, labels = features.first_segment_lengths, features.label_ids
+    label_dtype = tf.as_dtype(labels.dtype)
+
+    def gather(indices):
+        ids, lengths = padded_rows(token_ids, offsets, row_lengths, indices, pad_to_multiple_of,
+                                   length_buckets=length_buckets)
+        positions = np.arange(ids.shape[1])[None, :]
+        mask = (positions < lengths[:, None]).astype(np.int32)
+        segments = ((positions >= first_lengths[indices][:, None]) & (mask > 0)).astype(np.int32)
+        return ids, mask, segments, np.asarray(labels[indices])
+
+    dataset = index_batches(len(features), batch_size, is_training, seed, order, drop_remainder,
+                            input_context, shuffle_buffer_size)
+    shape = batching.static_batch_shape(dataset.element_spec.shape[0] or batch_size,
+                                        dataset.element_spec.shape[0] is not None, length_buckets)
+
+    @tf.autograph.experimental.do_not_convert  # plain TF calls; nothing to convert
+    def to_batch(indices):
+        ids, mask, segments, label_ids = tf.numpy_function(
+            gather, [indices], [tf.int32, tf.int32, tf.int32, label_dtype], stateful=False)
+        for tensor in (ids, mask, segments):
+            tensor.set_shape(shape)
+        label_ids.set_shape(shape[:1])
+        return {"input_ids": ids, "input_mask": mask, "segment_ids": segments,
+                "label_ids": label_ids}
+
+    dataset = dataset.map(to_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -741,31 +934,47 @@ def length_sorted_order(features: ClassificationFeatures) -> np.ndarray:
 
 
 
-def length_grouped_order(features: ClassificationFeatures, batch_size: int, num_batches: int,
-                         seed: int, batches_per_group: int = 50) -> np.ndarray:
-    """A training order of `num_batches * batch_size` indices whose batches hold examples of
-    similar length (so per-batch padding is small) while staying random.
+def length_grouped_batches(features: ClassificationFeatures, batch_size: int, num_batches: int,
+                           seed: int, batches_per_group: int = 50) -> Iterator[np.ndarray]:
+    """A training order of `num_batches` batches of `batch_size` indices whose batches hold
+    examples of similar length (so per-batch padding is small) while staying random; yields
+    the batches one at a time (memory: one epoch's permutation and one group).
 
     The stream is the original's (a fresh seeded permutation per epoch, epochs back to back,
     batches may cross an epoch boundary); it is cut into groups of `batches_per_group` batches,
     each group sorted by length and split into batches, and the batches of a group are
     shuffled. Each epoch still visits every example once; only which examples share a batch
-    changes (toward similar lengths).
+    changes (toward similar lengths). One `RandomState(seed)` draws every epoch's permutation
+    first and then every group's shuffle; a second generator, advanced past the permutations,
+    makes the group shuffles, so the order is produced lazily with the same draws.
     """
     n = len(features)
     if n == 0:
         raise ValueError("no training examples")
-    rng = np.random.RandomState(seed)
     group = batch_size * max(1, int(batches_per_group))
     needed = batch_size * int(num_batches)
     epochs = -(-needed // n)
-    stream = np.concatenate([rng.permutation(n) for _ in range(epochs)])[:needed]
+    epoch_rng = np.random.RandomState(seed)
+    group_rng = np.random.RandomState(seed)
+    for _ in range(epochs):
+        group_rng.permutation(n)
     lengths = features.row_lengths
-    pieces = []
-    for start in range(0, needed, group):
-        chunk = stream[start:start + group]
+    buffer = np.zeros(0, np.int64)
+    produced = 0
+    while produced < needed:
+        take = min(group, needed - produced)
+        while len(buffer) < take:
+            buffer = np.concatenate([buffer, epoch_rng.permutation(n)])
+        chunk, buffer = buffer[:take], buffer[take:]
+        produced += take
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
         batches = [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-        for b in rng.permutation(len(batches)):
-            pieces.append(batches[b])
-    return np.concatenate(pieces)
+        for b in group_rng.permutation(len(batches)):
+            yield batches[b]
+
+
+def length_grouped_order(features: ClassificationFeatures, batch_size: int, num_batches: int,
+                         seed: int, batches_per_group: int = 50) -> np.ndarray:
+    """`length_grouped_batches` as one array of `num_batches * batch_size` indices."""
+    return np.concatenate(list(length_grouped_batches(features, batch_size, num_batches, seed,
+                                                      batches_per_group)))

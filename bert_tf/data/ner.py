@@ -583,34 +583,32 @@ def ner_dataset(features: NerFeatures, batch_size: int, is_training: bool,
     """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    indices = np.arange(features.num_windows) if order is None else np.asarray(order)
-    row_lengths = features.row_lengths.astype(np.int64)
-    token_ids = tf.RaggedTensor.from_row_lengths(features.token_ids, row_lengths)
-    label_ids = tf.RaggedTensor.from_row_lengths(features.label_ids, row_lengths)
-    if order is not None:
-        token_ids, label_ids = tf.gather(token_ids, indices), tf.gather(label_ids, indices)
+    from bert_tf.data.classification import index_batches, padded_rows, row_offsets
 
-    dataset = tf.data.Dataset.from_tensor_slices({"input_ids": token_ids, "label_ids": label_ids})
-    if input_context is not None:
-        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        batch_size = input_context.get_per_replica_batch_size(batch_size)
-    if is_training:
-        if order is None:
-            dataset = dataset.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
-        dataset = dataset.repeat()
-    if drop_remainder is None:
-        drop_remainder = is_training
+    # As classification_dataset: batches gathered from the arrays, no feature data in the graph.
+    offsets = row_offsets(features.row_lengths)
 
-    def one_window(window):
-        ids = window["input_ids"]
-        return {"input_ids": ids, "input_mask": tf.ones_like(ids),
-                "segment_ids": tf.zeros_like(ids), "label_ids": window["label_ids"]}
+    def gather(indices):
+        ids, lengths = padded_rows(features.token_ids, offsets, features.row_lengths, indices,
+                                   pad_to_multiple_of, length_buckets=length_buckets)
+        labels, _ = padded_rows(features.label_ids, offsets, features.row_lengths, indices,
+                                pad_to_multiple_of, pad_value=-1, length_buckets=length_buckets)
+        mask = (np.arange(ids.shape[1])[None, :] < lengths[:, None]).astype(np.int32)
+        return ids, mask, np.zeros_like(ids), labels
 
-    dataset = dataset.map(one_window, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = batching.pad_and_batch(
-        dataset, batch_size, drop_remainder,
-        padding_values={"input_ids": 0, "input_mask": 0, "segment_ids": 0, "label_ids": -1},
-        pad_to_multiple_of=pad_to_multiple_of, length_buckets=length_buckets)
+    dataset = index_batches(features.num_windows, batch_size, is_training, seed, order,
+                            drop_remainder, input_context)
+    shape = batching.static_batch_shape(dataset.element_spec.shape[0] or batch_size,
+                                        dataset.element_spec.shape[0] is not None, length_buckets)
+
+    @tf.autograph.experimental.do_not_convert  # plain TF calls; nothing to convert
+    def to_batch(indices):
+        tensors = tf.numpy_function(gather, [indices], [tf.int32] * 4, stateful=False)
+        for tensor in tensors:
+            tensor.set_shape(shape)
+        return dict(zip(("input_ids", "input_mask", "segment_ids", "label_ids"), tensors))
+
+    dataset = dataset.map(to_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

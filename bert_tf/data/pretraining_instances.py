@@ -21,7 +21,14 @@ Two modes:
   `random.Random(random_seed)`, window i `random.Random(f"{random_seed}/{i}")`). Windows are
   independent, so workers process whole windows in parallel and the output depends only on the
   input, the seed and the window size — not on the number of workers. A corpus that fits in one
-  window gives exactly the default mode's output.
+  window gives exactly the default mode's output. Memory is bounded by the limits, not by the
+  input: a window also ends (at a document break) once it holds `streaming_window_bytes` of
+  input, and a document longer than `streaming_max_document_bytes` (a corpus without blank
+  lines) is cut into pieces that count as separate documents (`_StreamingReader`).
+
+In both modes a line longer than `max_line_bytes` is an error naming its file and line: such a
+line (a file without line breaks) would be one "sentence" of which each instance uses a few
+hundred tokens, and reading it would hold it whole.
 
 Sampling works on token ids rather than token strings. Every decision of the original depends
 on a token only through its identity ([CLS]/[SEP] tests, the `##` prefix for whole-word groups,
@@ -70,6 +77,14 @@ _INSTANCES_PER_BATCH = 512
 # enough that workers finish together (~80 ms of work each).
 _INSTANCES_PER_REPLAY = 2048
 _LOG_EVERY_SECONDS = 10.0
+# Longest input line read (bytes); a longer one is an error. Real sentences and paragraphs are
+# far shorter; a longer line is a file without line breaks, which would be one "sentence".
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+# --streaming bounds: a document longer than this is cut into pieces treated as separate
+# documents (a corpus without blank lines is one huge document); a window also ends, at the
+# next document break, once it holds this many bytes of input.
+DEFAULT_STREAMING_MAX_DOCUMENT_BYTES = 1 << 20
+DEFAULT_STREAMING_WINDOW_BYTES = 16 << 20
 
 
 # ---------------------------------------------------------------------------------------------
@@ -550,23 +565,48 @@ def expand_input_files(input_files):
     return files_lib.expand_file_patterns(input_files, "input_file", allow_empty_files=False)
 
 
-def iter_line_chunks(input_files, lines_per_chunk=_LINES_PER_CHUNK):
+def read_lines(path, max_line_bytes=DEFAULT_MAX_LINE_BYTES):
+    """Yields the raw lines (bytes, with their b"\\n") of `path`, holding at most
+    `max_line_bytes` + 1 bytes of any line: a longer line is a ValueError naming the file and
+    line (0: no limit). Lines end at b"\\n" only, as with the original's readline."""
+    with open(path, "rb") as reader:
+        if not max_line_bytes:
+            yield from reader
+            return
+        readline = reader.readline
+        line_number = 0
+        while True:
+            line = readline(max_line_bytes + 1)
+            if not line:
+                return
+            line_number += 1
+            if len(line) > max_line_bytes and not line.endswith(b"\n"):
+                raise ValueError(
+                    f"{path}:{line_number}: line longer than {max_line_bytes:,} bytes "
+                    f"(--max_line_bytes); the input must have one sentence per line and a blank "
+                    f"line between documents: split the text into sentences (or raise "
+                    f"--max_line_bytes, or pass 0 for no limit)")
+            yield line
+
+
+def iter_line_chunks(input_files, lines_per_chunk=_LINES_PER_CHUNK,
+                     max_line_bytes=DEFAULT_MAX_LINE_BYTES):
     """Yields (path, first_line_number, [raw line bytes]) in input order.
 
-    Lines end at b"\\n" only (as the original's readline); line numbers are 1-based.
+    Lines end at b"\\n" only (as the original's readline); line numbers are 1-based; lines
+    longer than `max_line_bytes` are an error (`read_lines`).
     """
     for path in input_files:
-        with open(path, "rb") as reader:
-            lines = []
-            first_line = 1
-            for line in reader:
-                lines.append(line)
-                if len(lines) >= lines_per_chunk:
-                    yield path, first_line, lines
-                    first_line += len(lines)
-                    lines = []
-            if lines:
+        lines = []
+        first_line = 1
+        for line in read_lines(path, max_line_bytes):
+            lines.append(line)
+            if len(lines) >= lines_per_chunk:
                 yield path, first_line, lines
+                first_line += len(lines)
+                lines = []
+        if lines:
+            yield path, first_line, lines
 
 
 DOCUMENT_BREAK = -1
@@ -928,7 +968,10 @@ def _worker_window(task):
                           state["crc"])
 
 
-def _sample_window(assembler, window_index, options, vocabulary, encoder, crc):
+def _sample_window(assembler, window_index, options, vocabulary, encoder, crc,
+                   on_instances=None):
+    """Samples, encodes and shuffles one streaming window; `on_instances(count)` (progress)
+    is called as instances are made."""
     documents = assembler.documents()
     if not documents:
         return [], SamplingStats(), assembler.lines
@@ -937,15 +980,20 @@ def _sample_window(assembler, window_index, options, vocabulary, encoder, crc):
     shuffle_list(rng, documents)
     sampler.stats.documents = len(documents)
     sampler.stats.single_sentence_documents = sum(len(d) == 1 for d in documents)
-    instances = []
+    # Instances are encoded as they come (an instance is ~5x its record in Python objects);
+    # encoding makes no draws, so the records are those of encoding all at the end.
+    records = []
+    batch = []
     for _ in range(options["dupe_factor"]):
         for document_index in range(len(documents)):
-            sampler.instances_from_document(documents, document_index, instances.append)
-    records = []
-    for start in range(0, len(instances), _INSTANCES_PER_BATCH):
-        records.extend(encode_and_frame(encoder, crc,
-                                        instances[start:start + _INSTANCES_PER_BATCH]))
-    del instances
+            sampler.instances_from_document(documents, document_index, batch.append)
+            if len(batch) >= _INSTANCES_PER_BATCH:
+                records.extend(encode_and_frame(encoder, crc, batch))
+                batch = []
+                if on_instances is not None:
+                    on_instances(len(records))
+    records.extend(encode_and_frame(encoder, crc, batch))
+    del batch, documents
     shuffle_list(rng, records)
     return records, sampler.stats, assembler.lines
 
@@ -1021,10 +1069,16 @@ class _Progress:
         self._last = now
         elapsed = now - self.start
         rate = done / elapsed if elapsed > 0 else 0.0
-        message = f"{self.what}: {done:,} {self.unit}"
-        if self.total:
-            message += f" of {self.total:,} ({100.0 * done / self.total:.1f}%)"
-        message += f", {rate:,.0f} {self.unit}/s"
+        if self.unit == "bytes":
+            message = f"{self.what}: {done / 1e6:,.1f} MB"
+            if self.total:
+                message += f" of {self.total / 1e6:,.1f} MB ({100.0 * done / self.total:.1f}%)"
+            message += f", {rate / 1e6:,.2f} MB/s"
+        else:
+            message = f"{self.what}: {done:,} {self.unit}"
+            if self.total:
+                message += f" of {self.total:,} ({100.0 * done / self.total:.1f}%)"
+            message += f", {rate:,.0f} {self.unit}/s"
         if instances is not None:
             message += f", {instances:,} instances ({instances / elapsed:,.0f} instances/s)"
         if self.total and rate > 0:
@@ -1091,7 +1145,8 @@ class PretrainingDataSummary:
 
 
 def _check_arguments(max_seq_length, max_predictions_per_seq, masked_lm_prob, short_seq_prob,
-                     dupe_factor, num_workers, unicode_errors, streaming_window_documents):
+                     dupe_factor, num_workers, unicode_errors, streaming_window_documents,
+                     streaming_window_bytes, streaming_max_document_bytes, max_line_bytes):
     if max_seq_length < 5:
         raise ValueError(
             f"max_seq_length={max_seq_length} is too small: [CLS] A [SEP] B [SEP] needs at least "
@@ -1111,6 +1166,31 @@ def _check_arguments(max_seq_length, max_predictions_per_seq, masked_lm_prob, sh
     if streaming_window_documents < 2:
         raise ValueError(
             f"streaming_window_documents={streaming_window_documents}: must be >= 2")
+    if streaming_window_bytes < 1:
+        raise ValueError(f"streaming_window_bytes={streaming_window_bytes}: must be >= 1")
+    if streaming_max_document_bytes < 1:
+        raise ValueError(
+            f"streaming_max_document_bytes={streaming_max_document_bytes}: must be >= 1")
+    if max_line_bytes < 0:
+        raise ValueError(f"max_line_bytes={max_line_bytes}: must be >= 0 (0: no limit)")
+
+
+def _warn_if_too_large_for_memory(input_bytes, dupe_factor, max_seq_length):
+    """The default mode holds the corpus and every record in memory (as the original): warns,
+    pointing to --streaming, when that estimate exceeds half of the machine's RAM."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    # Measured: 10 MB of text -> 149 MB of records at dupe_factor 10, length 128; plus the
+    # tokens (4 bytes each, ~1 per 4 bytes of text) and Python overhead.
+    estimate = input_bytes * (1.5 * dupe_factor * max_seq_length / 128 + 3)
+    if estimate > ram / 2:
+        logging.warning(
+            "The default mode keeps the whole corpus and all its records in memory (as the "
+            "original does): about %.1f GB for these %.1f MB of input, more than half of this "
+            "machine's %.1f GB of RAM. Use --streaming for bounded memory.", estimate / 1e9,
+            input_bytes / 1e6, ram / 1e9)
 
 
 def _make_tokenizer(vocab_file_or_tokenizer, do_lower_case):
@@ -1129,7 +1209,10 @@ def create_pretraining_data(input_files, output_files, vocab_file_or_tokenizer,
                             max_predictions_per_seq=20, random_seed=12345, dupe_factor=10,
                             masked_lm_prob=0.15, short_seq_prob=0.1, num_workers=1,
                             streaming=False, streaming_window_documents=10000, gzip=False,
-                            unicode_errors="strict"):
+                            unicode_errors="strict",
+                            streaming_window_bytes=DEFAULT_STREAMING_WINDOW_BYTES,
+                            streaming_max_document_bytes=DEFAULT_STREAMING_MAX_DOCUMENT_BYTES,
+                            max_line_bytes=DEFAULT_MAX_LINE_BYTES):
     """Creates pretraining TFRecords from text files (the original create_pretraining_data).
 
     Args:
@@ -1144,6 +1227,11 @@ def create_pretraining_data(input_files, output_files, vocab_file_or_tokenizer,
       num_workers: processes. Default mode: the output is identical for any value.
       streaming: bounded-memory mode (see the module docstring for how it differs).
       streaming_window_documents: documents per streaming window.
+      streaming_window_bytes: a streaming window also ends, at the next document break, once
+        it holds this many bytes of input.
+      streaming_max_document_bytes: in streaming mode, a document longer than this is cut
+        (after the line that reaches it) into pieces treated as separate documents.
+      max_line_bytes: a longer input line is an error naming file and line (0: no limit).
       gzip: write GZIP-compressed TFRecords.
       unicode_errors: "strict" (default: invalid UTF-8 is an error naming file and line),
         "replace" (U+FFFD, which the tokenizer then drops) or "ignore".
@@ -1153,7 +1241,8 @@ def create_pretraining_data(input_files, output_files, vocab_file_or_tokenizer,
     """
     start = time.monotonic()
     _check_arguments(max_seq_length, max_predictions_per_seq, masked_lm_prob, short_seq_prob,
-                     dupe_factor, num_workers, unicode_errors, streaming_window_documents)
+                     dupe_factor, num_workers, unicode_errors, streaming_window_documents,
+                     streaming_window_bytes, streaming_max_document_bytes, max_line_bytes)
     if isinstance(output_files, str):
         output_files = [path.strip() for path in output_files.split(",") if path.strip()]
     pretraining_records.check_output_files(output_files)  # before any slow work
@@ -1166,9 +1255,12 @@ def create_pretraining_data(input_files, output_files, vocab_file_or_tokenizer,
                    max_seq_length=max_seq_length, max_predictions_per_seq=max_predictions_per_seq,
                    masked_lm_prob=masked_lm_prob, short_seq_prob=short_seq_prob,
                    do_whole_word_mask=do_whole_word_mask)
+    input_bytes = sum(os.path.getsize(p) for p in input_paths)
     logging.info("Creating pretraining data from %d file(s) (%s bytes) with %d worker(s)%s",
-                 len(input_paths), f"{sum(os.path.getsize(p) for p in input_paths):,}",
-                 num_workers, ", streaming" if streaming else "")
+                 len(input_paths), f"{input_bytes:,}", num_workers,
+                 ", streaming" if streaming else "")
+    if not streaming:
+        _warn_if_too_large_for_memory(input_bytes, dupe_factor, max_seq_length)
 
     pool = None
     if num_workers > 1:
@@ -1177,11 +1269,15 @@ def create_pretraining_data(input_files, output_files, vocab_file_or_tokenizer,
         writer = pretraining_records.RecordFileWriter(output_files, gzip=gzip)
         with writer:
             if streaming:
+                limits = dict(window_documents=streaming_window_documents,
+                              window_bytes=streaming_window_bytes,
+                              document_bytes=streaming_max_document_bytes,
+                              max_line_bytes=max_line_bytes)
                 stats, windows = _run_streaming(input_paths, tokenizer, encoder, unicode_errors,
-                                                options, streaming_window_documents, pool, writer)
+                                                options, limits, pool, writer)
             else:
                 stats = _run_in_memory(input_paths, tokenizer, encoder, unicode_errors, options,
-                                       pool, writer)
+                                       pool, writer, max_line_bytes)
                 windows = 1
             if stats.documents == 0:
                 raise ValueError(
@@ -1235,12 +1331,12 @@ class _ByteCounter:
         return self.done
 
 
-def _read_documents(input_paths, tokenizer, unicode_errors, pool, special_ids):
+def _read_documents(input_paths, tokenizer, unicode_errors, pool, special_ids, max_line_bytes):
     """Returns (documents, whether a sentence contains one of special_ids)."""
     total_bytes = sum(os.path.getsize(p) for p in input_paths)
     progress = _Progress("Tokenizing", total=total_bytes, unit="bytes")
     assembler = DocumentAssembler(special_ids)
-    chunks = _ByteCounter(iter_line_chunks(input_paths))
+    chunks = _ByteCounter(iter_line_chunks(input_paths, max_line_bytes=max_line_bytes))
     if pool is None:
         results = (tokenize_chunk(tokenizer, chunk, unicode_errors) for chunk in chunks)
     else:
@@ -1260,10 +1356,12 @@ def _log_phase(name, wall_start, cpu_start):
                  time.process_time() - cpu_start)
 
 
-def _run_in_memory(input_paths, tokenizer, encoder, unicode_errors, options, pool, writer):
+def _run_in_memory(input_paths, tokenizer, encoder, unicode_errors, options, pool, writer,
+                   max_line_bytes):
     wall, cpu = time.monotonic(), time.process_time()
     documents, has_special_ids = _read_documents(input_paths, tokenizer, unicode_errors, pool,
-                                                 _special_ids(options["vocabulary"]))
+                                                 _special_ids(options["vocabulary"]),
+                                                 max_line_bytes)
     _log_phase("Tokenizing", wall, cpu)
     wall, cpu = time.monotonic(), time.process_time()
     rng = random.Random(options["random_seed"])
@@ -1386,65 +1484,126 @@ def _sample_in_main_process(documents, sampler, pool, encoder, options):
     return records
 
 
-def _iter_windows(input_paths, window_documents):
-    """Groups the input's lines into windows of about `window_documents` documents.
+class _StreamingReader:
+    """Groups the input's lines into windows (lists of line chunks) for --streaming.
 
-    A window ends after its `window_documents`-th blank line (a document boundary in any
-    reading), so a document never spans two windows.
+    A window ends after its `window_documents`-th document break, or at the first document
+    break once it holds `window_bytes` bytes of input. A document longer than `document_bytes`
+    is cut after the line that reaches that size: a synthetic blank line is inserted there, so
+    the pieces are separate documents (a corpus without blank lines is one endless document;
+    cut, it is read in bounded windows with documents to draw random-next segments from).
+    The first cut logs a warning. Counts `bytes` and `lines` read so far, for progress.
     """
-    window = []
-    chunk_lines = []
-    chunk_path = None
-    chunk_first = 1
-    breaks = 0
-    for path in input_paths:
-        with open(path, "rb") as reader:
-            for line_number, line in enumerate(reader, 1):
+
+    def __init__(self, input_paths, window_documents, window_bytes, document_bytes,
+                 max_line_bytes, on_progress=None):
+        self.input_paths = input_paths
+        self.window_documents = window_documents
+        self.window_bytes = window_bytes
+        self.document_bytes = document_bytes
+        self.max_line_bytes = max_line_bytes
+        self.on_progress = on_progress
+        self.bytes = 0
+        self.lines = 0
+        self.cut_documents = 0
+
+    def _cut(self, path, line_number):
+        if not self.cut_documents:
+            logging.warning(
+                "%s:%d: a document longer than %s bytes (--streaming_max_document_bytes): the "
+                "corpus seems to lack blank lines between documents. Cutting such documents "
+                "into pieces of about that size, each treated as a separate document (random-"
+                "next segments may then come from another piece of the same text); put a blank "
+                "line between documents to avoid this.", path, line_number,
+                f"{self.document_bytes:,}")
+        self.cut_documents += 1
+
+    def __iter__(self):
+        window = []
+        chunk_lines = []
+        chunk_path = None
+        chunk_first = 1
+        breaks = 0  # documents (or pieces) ended in this window
+        window_size = 0
+        document_size = 0
+        last_report = 0
+        for path in self.input_paths:
+            for line_number, line in enumerate(read_lines(path, self.max_line_bytes), 1):
                 if path != chunk_path or len(chunk_lines) >= _LINES_PER_CHUNK:
                     if chunk_lines:
                         window.append((chunk_path, chunk_first, chunk_lines))
                     chunk_path, chunk_first, chunk_lines = path, line_number, []
                 chunk_lines.append(line)
-                if not line.strip():
-                    breaks += 1
-                    if breaks >= window_documents:
+                size = len(line)
+                window_size += size
+                self.bytes += size
+                self.lines += 1
+                if self.on_progress is not None and self.bytes - last_report >= 1 << 20:
+                    last_report = self.bytes
+                    self.on_progress()
+                ends_document = not line.strip()
+                if not ends_document:
+                    document_size += size
+                    if document_size >= self.document_bytes:
+                        self._cut(path, line_number)
+                        # The chunk ends here; the break is a chunk of its own, so that line
+                        # numbers (for error messages) stay those of the file.
                         window.append((chunk_path, chunk_first, chunk_lines))
-                        yield window
-                        window, chunk_lines, breaks = [], [], 0
+                        window.append((path, line_number, [b"\n"]))
+                        chunk_lines = []
                         chunk_first = line_number + 1
-    if chunk_lines:
-        window.append((chunk_path, chunk_first, chunk_lines))
-    if window:
-        yield window
+                        ends_document = True
+                if ends_document:
+                    document_size = 0
+                    breaks += 1
+                    if breaks >= self.window_documents or window_size >= self.window_bytes:
+                        if chunk_lines:
+                            window.append((chunk_path, chunk_first, chunk_lines))
+                        yield window
+                        window, chunk_lines, breaks, window_size = [], [], 0, 0
+                        chunk_first = line_number + 1
+        if chunk_lines:
+            window.append((chunk_path, chunk_first, chunk_lines))
+        if window:
+            yield window
 
 
-def _run_streaming(input_paths, tokenizer, encoder, unicode_errors, options, window_documents,
-                   pool, writer):
+def _run_streaming(input_paths, tokenizer, encoder, unicode_errors, options, limits, pool,
+                   writer):
     stats = SamplingStats()
     crc = pretraining_records.Crc32c()
-    windows_in = _ByteCounter(_iter_windows(input_paths, window_documents))
-    tasks = enumerate(windows_in)
+    progress = _Progress("Streaming", total=sum(os.path.getsize(p) for p in input_paths),
+                         unit="bytes")
+
+    def report(window_instances=0):
+        progress.update(reader.bytes, f"{reader.lines:,} lines read, {windows:,} windows "
+                        f"written, {stats.documents:,} documents",
+                        instances=stats.instances + window_instances)
+
+    reader = _StreamingReader(input_paths, limits["window_documents"], limits["window_bytes"],
+                              limits["document_bytes"], limits["max_line_bytes"], report)
+    tasks = enumerate(reader)
     if pool is None:
         def run_local(task):
             window_index, chunks = task
             assembler = DocumentAssembler(_special_ids(options["vocabulary"]))
             for chunk in chunks:
                 assembler.add(*tokenize_chunk(tokenizer, chunk, unicode_errors))
+            del chunks
             return _sample_window(assembler, window_index, options, options["vocabulary"],
-                                  encoder, crc)
+                                  encoder, crc, on_instances=report)
         results = map(run_local, tasks)
     else:
         results = pool.imap_ordered(_worker_window, tasks, max_in_flight=pool.num_workers + 1)
-    progress = _Progress("Streaming", total=sum(os.path.getsize(p) for p in input_paths),
-                         unit="bytes")
-    lines = 0
     windows = 0
-    for records, window_stats, window_lines in results:
+    for records, window_stats, _ in results:
         writer.write_framed_many(records)
+        del records
         stats.add(window_stats)
-        lines += window_lines
         windows += 1
-        progress.update(windows_in.finished_one(),
-                        f"{windows:,} windows, {stats.documents:,} documents",
-                        instances=stats.instances)
+        report()
+    if reader.cut_documents:
+        logging.warning("Cut %s over-long document(s) into pieces of about %s bytes "
+                        "(--streaming_max_document_bytes)", f"{reader.cut_documents:,}",
+                        f"{limits['document_bytes']:,}")
     return stats, windows

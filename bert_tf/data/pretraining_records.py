@@ -156,104 +156,54 @@ class ExampleEncoder:
 
 # ---------------------------------------------------------------------------------------------
 # TFRecord framing: uint64 length, masked CRC-32C of the length, data, masked CRC-32C of the
-# data — computed with NumPy so that neither the data-creation workers nor the main process
-# need TensorFlow.
+# data — without TensorFlow, so that the data-creation workers need not import it.
 #
-# CRC-32C is linear over GF(2): with the register starting at 0, the CRC of a message is the XOR
-# of each byte's contribution, and the contribution of byte value v followed by d more bytes is
-# a table entry C[d, v]. The standard CRC adds a part that depends only on the length (the
-# 0xFFFFFFFF initial register pushed through the message). A whole batch of records is then one
-# gather and one `bitwise_xor.reduceat`.
+# CRC-32C comes from `google-crc32c` (the C library TensorFlow and Google Cloud Storage use,
+# SSE4.2/ARMv8 CRC instructions where the CPU has them): constant memory for any record
+# length, and about 50x faster than the NumPy table-gather this module used to have (whose
+# table grew by 1 KiB, [256] uint32, per byte of the longest record: it held the contribution
+# of every byte value at every distance from the end of the record).
 # ---------------------------------------------------------------------------------------------
 
 
-class Crc32c:
-    """Batch CRC-32C (Castagnoli) and the TFRecord framing that uses it."""
+def _mask_crc(crc):
+    """TFRecord's masked CRC: rotate right by 15 bits and add a constant (mod 2**32)."""
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
-    _POLYNOMIAL = 0x82F63B78  # reflected
+
+class Crc32c:
+    """CRC-32C (Castagnoli) of many messages, and the TFRecord framing that uses it."""
 
     def __init__(self):
-        import numpy as np
+        import google_crc32c  # pylint: disable=import-outside-toplevel
 
-        self._np = np
-        table = np.arange(256, dtype=np.uint32)
-        for _ in range(8):
-            table = np.where(table & 1, (table >> 1) ^ np.uint32(self._POLYNOMIAL), table >> 1)
-        self._table = table.astype(np.uint32)
-        self._contribution = table[None, :].copy()  # [distance to the end, byte value]
-        self._init_part = np.array([0xFFFFFFFF], dtype=np.uint32)  # [message length]
-
-    def _zero_byte(self, register):
-        return self._table[register & 0xFF] ^ (register >> 8)
-
-    def _grow(self, length):
-        np = self._np
-        size = len(self._contribution)
-        if size >= length + 1:
-            return
-        new_size = max(length + 1, 2 * size)
-        rows = [self._contribution]
-        last = self._contribution[-1]
-        for _ in range(new_size - size):
-            last = self._zero_byte(last)
-            rows.append(last[None, :])
-        self._contribution = np.concatenate(rows)
-        init = list(self._init_part)
-        while len(init) < new_size + 1:
-            init.append(self._zero_byte(np.uint32(init[-1])))
-        self._init_part = np.array(init, dtype=np.uint32)
-
-    _GROUP_BYTES = 1 << 16
+        self._value = google_crc32c.value
 
     def crc(self, messages):
-        """CRC-32C of each bytes object in `messages` (a list), as a uint32 array."""
-        np = self._np
-        lengths = np.fromiter(map(len, messages), dtype=np.int64, count=len(messages))
-        if not len(messages):
-            return np.zeros(0, np.uint32)
-        self._grow(int(lengths.max()))
-        result = np.empty(len(messages), np.uint32)
-        # Groups of ~64 KiB keep the temporaries small: large ones would be fresh mmaps (page
-        # faults) on every call.
-        start = 0
-        group_bytes = 0
-        for index, length in enumerate(lengths.tolist()):
-            group_bytes += length
-            if group_bytes >= self._GROUP_BYTES or index == len(messages) - 1:
-                result[start:index + 1] = self._crc_group(messages[start:index + 1],
-                                                          lengths[start:index + 1])
-                start = index + 1
-                group_bytes = 0
-        return result
+        """CRC-32C of each bytes-like object in `messages` (a list), as a uint32 array."""
+        import numpy as np  # pylint: disable=import-outside-toplevel
 
-    def _crc_group(self, messages, lengths):
-        np = self._np
-        data = np.frombuffer(b"".join(messages), dtype=np.uint8)
-        ends = np.cumsum(lengths)
-        starts = ends - lengths
-        distance = np.repeat(ends - 1, lengths) - np.arange(len(data))
-        contributions = self._contribution[distance, data]
-        nonempty = lengths > 0
-        linear = np.zeros(len(messages), np.uint32)
-        if nonempty.any():
-            linear[nonempty] = np.bitwise_xor.reduceat(contributions, starts[nonempty])
-        return ~(linear ^ self._init_part[lengths])
+        value = self._value
+        return np.fromiter((value(m if isinstance(m, bytes) else bytes(m))
+                            for m in messages), dtype=np.uint32, count=len(messages))
 
     @staticmethod
     def _mask(crc):
+        """`_mask_crc` of a NumPy array of CRCs."""
         crc = crc.astype("uint64")
-        return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+        return _mask_crc(crc)
 
     def frame(self, records):
         """TFRecord framing of each record: the bytes a TFRecord file stores for it."""
-        np = self._np
-        lengths = np.fromiter(map(len, records), dtype="<u8", count=len(records))
-        length_bytes = lengths.tobytes()
-        headers = [length_bytes[i:i + 8] for i in range(0, len(length_bytes), 8)]
-        length_crcs = self._mask(self.crc(headers)).astype("<u4").tobytes()
-        data_crcs = self._mask(self.crc(records)).astype("<u4").tobytes()
-        return [header + length_crcs[4 * i:4 * i + 4] + record + data_crcs[4 * i:4 * i + 4]
-                for i, (header, record) in enumerate(zip(headers, records))]
+        value = self._value
+        pack_header = struct.Struct("<QI").pack
+        pack_crc = struct.Struct("<I").pack
+        framed = []
+        for record in records:
+            length = struct.pack("<Q", len(record))
+            framed.append(pack_header(len(record), _mask_crc(value(length)))
+                          + record + pack_crc(_mask_crc(value(record))))
+        return framed
 
 
 # ---------------------------------------------------------------------------------------------
