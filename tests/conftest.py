@@ -44,3 +44,14 @@ def write_model_files(directory, vocab, **config):
     with open(config_file, "w", encoding="utf-8") as f:
         json.dump(values, f)
     return vocab_file, config_file
+
+
+@pytest.fixture(autouse=True)
+def absl_verbosity_restored():
+    """Commands run in-process set absl's verbosity from their flags (e.g. WARNING for
+    bert-predict); restore it so a later test's caplog still sees INFO records."""
+    from absl import logging
+
+    level = logging.get_verbosity()
+    yield
+    logging.set_verbosity(level)

@@ -214,7 +214,7 @@ def test_a_new_head_is_logged_by_name_and_an_unused_pooler_may_be_missing(tmp_pa
     weights = encoder_weights(c)
     del weights["bert/pooler/dense/kernel"], weights["bert/pooler/dense/bias"]
     prefix = write_tf1(str(tmp_path / "ckpt"), weights, c)
-    with caplog.at_level(py_logging.INFO):
+    with caplog.at_level(py_logging.INFO, logger="absl"):
         report = checkpoints.load_checkpoint(BertClassifier(c, num_labels=2, pooling="cls"), prefix)
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "no classifier head" in messages and "output_weights, output_bias" in messages
