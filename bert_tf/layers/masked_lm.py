@@ -7,6 +7,7 @@ from keras import ops
 from bert_tf.layers.activations import get_activation
 from bert_tf.layers.dense import BertDense
 from bert_tf.layers.embeddings import LAYER_NORM_EPSILON
+from bert_tf.layers.layer_norm import BertLayerNorm
 from bert_tf.layers.utils import build_once, truncated_normal
 
 
@@ -38,7 +39,7 @@ class BertMaskedLMHead(keras.layers.Layer):
             name="transform",
             dtype=self.dtype_policy,
         )
-        self.layer_norm = keras.layers.LayerNormalization(
+        self.layer_norm = BertLayerNorm(
             epsilon=LAYER_NORM_EPSILON, name="layer_norm", dtype=self.dtype_policy
         )
 

@@ -6,6 +6,7 @@ from bert_tf.layers.activations import get_activation
 from bert_tf.layers.attention import BertSelfAttention
 from bert_tf.layers.dense import BertDense
 from bert_tf.layers.embeddings import LAYER_NORM_EPSILON
+from bert_tf.layers.layer_norm import BertLayerNorm
 from bert_tf.layers.utils import build_once, truncated_normal
 
 
@@ -54,7 +55,7 @@ class BertTransformerBlock(keras.layers.Layer):
         self.attention_dropout = keras.layers.Dropout(
             hidden_dropout_prob, name="attention_output_dropout", dtype=policy
         )
-        self.attention_layer_norm = keras.layers.LayerNormalization(
+        self.attention_layer_norm = BertLayerNorm(
             epsilon=LAYER_NORM_EPSILON, name="attention_layer_norm", dtype=policy
         )
         self.intermediate = BertDense(
@@ -70,7 +71,7 @@ class BertTransformerBlock(keras.layers.Layer):
         self.output_dropout = keras.layers.Dropout(
             hidden_dropout_prob, name="output_dropout", dtype=policy
         )
-        self.output_layer_norm = keras.layers.LayerNormalization(
+        self.output_layer_norm = BertLayerNorm(
             epsilon=LAYER_NORM_EPSILON, name="output_layer_norm", dtype=policy
         )
 
