@@ -311,6 +311,9 @@ def main(argv=None):
                         help="SIZE:PRECISION:TASK to profile (op-level table); repeatable")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="TensorFlow intra- and inter-op threads (0 = TensorFlow's default); 1 "
+                             "makes CPU s/call a steady measure of work on a loaded machine")
     args = parser.parse_args(argv)
 
     sizes = [s for s in args.sizes.split(",") if s]
@@ -346,10 +349,14 @@ def main(argv=None):
     import keras
     import tensorflow as tf
 
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs; "
           + ", ".join(f"{name} from {m['path']}" for name, m in versions.items()))
     print(f"\nseq {SEQ_LENGTH}; batch {BATCH['infer']} (infer), {BATCH['pretrain']} (pretrain); "
-          f"{args.rounds} interleaved rounds of >= {args.min_round_seconds} s per system\n")
+          f"{args.rounds} interleaved rounds of >= {args.min_round_seconds} s per system; "
+          f"threads {args.threads or 'default'}\n")
     print("| task | size | precision | system | seq/s | ms/call | CPU s/call | GFLOP/s | load |")
     print("|---|---|---|---|---:|---:|---:|---:|---|")
     sys.stdout.flush()
