@@ -55,7 +55,12 @@ class BertMaskedLMHead(keras.layers.Layer):
         hidden = gather_positions(sequence_output, masked_lm_positions)
         hidden = self.layer_norm(self.transform(hidden))
         table = ops.cast(word_embeddings, hidden.dtype)
-        logits = ops.matmul(hidden, ops.transpose(table))
+        # One 2-D MatMul with the table transposed inside oneDNN: ops.matmul of [batch, P, H]
+        # by an explicit [H, vocab] transpose copied the whole table and ran a batched matmul.
+        shape = tf.shape(hidden)
+        flat = tf.reshape(hidden, [-1, self.hidden_size])
+        logits = tf.matmul(flat, table, transpose_b=True)
+        logits = tf.reshape(logits, tf.concat([shape[:-1], [self.vocab_size]], axis=0))
         return ops.cast(logits, "float32") + ops.cast(self.output_bias, "float32")
 
     def get_config(self):
