@@ -35,6 +35,7 @@ import argparse
 import contextlib
 import glob
 import importlib
+import importlib.util
 import json
 import os
 import statistics
@@ -339,12 +340,9 @@ def main(argv=None):
         versions["bert_tf_baseline"] = _import_bert_tf(args.baseline_tree)
     if "bert_tf" in systems:
         versions["bert_tf"] = _import_bert_tf()
-    if "keras_hub" in systems:
-        try:
-            import keras_hub  # noqa: F401
-        except ImportError as error:
-            print(f"keras_hub: skipped ({error})")
-            systems.remove("keras_hub")
+    if "keras_hub" in systems and importlib.util.find_spec("keras_hub") is None:
+        print("keras_hub: skipped (keras-hub is not installed)")
+        systems.remove("keras_hub")
 
     import keras
     import tensorflow as tf
