@@ -287,7 +287,7 @@ def print_op_table(label, call, top):
     rows, total_ms = op_table(call, top=top)
     print(f"\nOp types by self time, {label} (sum of op self times {total_ms:.1f} ms per call; "
           "ops on parallel threads overlap)\n")
-    print("| op type | ms per call | share | ops per call |")
+    print("| op type | ms per call | share | profiler events per call |")
     print("|---|---:|---:|---:|")
     for name, ms, share, count in rows:
         print(f"| {name} | {ms:.1f} | {share:.1%} | {count:.0f} |")
