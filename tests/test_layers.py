@@ -10,6 +10,7 @@ import tensorflow as tf
 from bert_tf.layers import (
     BertDense,
     BertEmbeddings,
+    BertLayerNorm,
     BertMaskedLMHead,
     BertNextSentenceHead,
     BertPooler,
@@ -236,3 +237,63 @@ def test_bert_dense_is_x_times_kernel_plus_bias_on_any_rank(shape):
     assert [v.path.split("/")[-1] for v in layer.weights] == ["kernel", "bias"]
     restored = BertDense.from_config(layer.get_config())
     assert restored.units == 6 and restored.activation is gelu
+
+
+def _layer_norm_pair(policy, gamma, beta):
+    ours = BertLayerNorm(epsilon=1e-12, dtype=policy)
+    reference = keras.layers.LayerNormalization(epsilon=1e-12, dtype=policy)
+    for layer in (ours, reference):
+        layer.build((None, None, H))
+        layer.set_weights([gamma, beta])
+    return ours, reference
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_layer_norm_is_keras_layer_norm(policy):
+    rng = np.random.default_rng(5)
+    gamma, beta = rng.normal(size=H) + 1, rng.normal(size=H)
+    x = rng.normal(size=(2, 5, H)) * 3 + 1
+    ours, reference = _layer_norm_pair(policy, gamma, beta)
+    inputs = tf.cast(tf.constant(x, tf.float32), ours.compute_dtype)
+    got, want = ours(inputs), reference(inputs)
+    assert got.dtype == want.dtype == ours.compute_dtype
+    if policy == "float32":  # keras' own computation, bit for bit
+        np.testing.assert_array_equal(got, want)
+    else:  # the same float32 math fused by XLA: at most one bfloat16 rounding step apart
+        np.testing.assert_allclose(tf.cast(got, tf.float32), tf.cast(want, tf.float32), rtol=1e-2, atol=2e-2)
+    np.testing.assert_allclose(
+        tf.cast(got, tf.float32), numpy_reference.layer_norm(inputs.numpy().astype(np.float64), gamma, beta),
+        atol=1e-5 if policy == "float32" else 5e-2)
+    # Gradients flow through the fused function to the input and both weights.
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        loss = tf.reduce_sum(tf.cast(ours(inputs), tf.float32) ** 2)
+    grads = tape.gradient(loss, [inputs, ours.gamma, ours.beta])
+    assert all(g is not None and np.all(np.isfinite(tf.cast(g, tf.float32))) for g in grads)
+
+
+def test_attention_in_bfloat16_is_close_to_numpy():
+    layer = BertSelfAttention(H, 4, attention_dropout_rate=0.0, dtype="mixed_bfloat16")
+    layer.build()
+    rng = np.random.default_rng(3)
+    weights = {}
+    for name in ("query", "key", "value", "output_dense"):
+        kernel, bias = rng.normal(size=(H, H)) * 0.3, rng.normal(size=H) * 0.1
+        getattr(layer, name).set_weights([kernel, bias])
+        weights[name] = (kernel, bias)
+    x = _hidden(seed=4).numpy().astype(np.float64)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+
+    def proj(name, t):
+        return t @ weights[name][0] + weights[name][1]
+
+    def heads(t):
+        return t.reshape(2, 5, 4, 4).transpose(0, 2, 1, 3)
+
+    q, k, v = heads(proj("query", x)), heads(proj("key", x)), heads(proj("value", x))
+    scores = q @ k.transpose(0, 1, 3, 2) / 2.0 + (1 - mask[:, None, None, :]) * -10000.0
+    context = (numpy_reference.softmax(scores) @ v).transpose(0, 2, 1, 3).reshape(2, 5, H)
+    got = layer(x.astype(np.float32), mask)
+    assert got.dtype == tf.bfloat16
+    want = proj("output_dense", context)
+    np.testing.assert_allclose(tf.cast(got, tf.float32), want, atol=0.05 * np.abs(want).max())

@@ -3,6 +3,7 @@
 import math
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from bert_tf.layers.dense import BertDense
@@ -36,7 +37,16 @@ class BertSelfAttention(keras.layers.Layer):
 
     bert_tf's own layer: keras's MultiHeadAttention stores per-head [H, heads, d] kernels and
     a -1e9-style boolean mask; the original has [H, H] query/key/value/output kernels and adds
-    (1 - mask)·-10000 to the scores. Scores, mask and softmax are float32 under mixed precision.
+    (1 - mask)·-10000 to the scores.
+
+    Speed (same weights, same float32 result): the query, key and value projections run as one
+    [H, 3H] matrix product whose kernel is concatenated from the three [H, H] kernels at call
+    time (checkpoints keep the three), so the heads are split with one transpose and one
+    oneDNN call replaces three. Under mixed_bfloat16 the scores, their scaling, the mask and
+    the softmax stay in bfloat16 (oneDNN's softmax accumulates in float32): the scores come
+    out of a bfloat16 matmul either way, and without the float32 round trip oneDNN fuses the
+    scaling and the mask into that matmul. Under mixed_float16 they are float32, as the
+    narrow float16 range needs.
 
     The hidden dropout, residual and LayerNorm that follow belong to the transformer block.
     Inputs: `hidden_states` [batch, seq, hidden]; `attention_mask` int [batch, seq] or
@@ -83,28 +93,38 @@ class BertSelfAttention(keras.layers.Layer):
             build_once(dense, (None, None, self.hidden_size))
         self.built = True
 
-    def _split_heads(self, x):
-        # [batch, seq, hidden] -> [batch, heads, seq, head_size]
-        batch, seq = ops.shape(x)[0], ops.shape(x)[1]
-        x = ops.reshape(x, (batch, seq, self.num_heads, self.head_size))
-        return ops.transpose(x, (0, 2, 1, 3))
+    def _scores_dtype(self):
+        return "float32" if self.compute_dtype == "float16" else self.compute_dtype
 
     def call(self, hidden_states, attention_mask, training=None):
-        query = self._split_heads(self.query(hidden_states))
-        key = self._split_heads(self.key(hidden_states))
-        value = self._split_heads(self.value(hidden_states))
+        shape = tf.shape(hidden_states)
+        batch, seq = shape[0], shape[1]
+        dtype = self.compute_dtype
+        kernel = tf.concat(
+            [ops.cast(dense.kernel, dtype) for dense in (self.query, self.key, self.value)], axis=1
+        )
+        bias = tf.concat(
+            [ops.cast(dense.bias, dtype) for dense in (self.query, self.key, self.value)], axis=0
+        )
+        flat = tf.reshape(ops.cast(hidden_states, dtype), [-1, self.hidden_size])
+        qkv = tf.nn.bias_add(tf.matmul(flat, kernel), bias)
+        # [batch·seq, 3·hidden] -> [3, batch, heads, seq, head_size]
+        qkv = tf.reshape(qkv, [batch, seq, 3, self.num_heads, self.head_size])
+        query, key, value = tf.unstack(tf.transpose(qkv, [2, 0, 3, 1, 4]), num=3)
 
-        scores = ops.matmul(query, ops.transpose(key, (0, 1, 3, 2)))
-        scores = ops.cast(scores, "float32") * (1.0 / math.sqrt(self.head_size))
-        scores = scores + attention_bias(attention_mask)
-        probs = ops.softmax(scores, axis=-1)
-        probs = ops.cast(probs, self.compute_dtype)
+        scores_dtype = self._scores_dtype()
+        scores = tf.matmul(query, key, transpose_b=True)  # [batch, heads, seq, seq]
+        scores = ops.cast(scores, scores_dtype) * tf.constant(
+            1.0 / math.sqrt(self.head_size), scores_dtype
+        )
+        scores = scores + ops.cast(attention_bias(attention_mask), scores_dtype)
+        probs = tf.nn.softmax(scores, axis=-1)
+        probs = ops.cast(probs, dtype)
         probs = self.attention_dropout(probs, training=training)
 
-        context = ops.matmul(probs, value)  # [batch, heads, seq, head_size]
-        context = ops.transpose(context, (0, 2, 1, 3))
-        batch, seq = ops.shape(context)[0], ops.shape(context)[1]
-        context = ops.reshape(context, (batch, seq, self.hidden_size))
+        context = tf.matmul(probs, value)  # [batch, heads, seq, head_size]
+        context = tf.transpose(context, [0, 2, 1, 3])
+        context = tf.reshape(context, [batch, seq, self.hidden_size])
         return self.output_dense(context)
 
     def get_config(self):

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from bert_tf.layers.layer_norm import BertLayerNorm
 from bert_tf.layers.utils import build_once, truncated_normal
 
 LAYER_NORM_EPSILON = 1e-12
@@ -60,7 +61,7 @@ class BertEmbeddings(keras.layers.Layer):
             name="token_type_embeddings",
             **sublayer_args,
         )
-        self.layer_norm = keras.layers.LayerNormalization(
+        self.layer_norm = BertLayerNorm(
             epsilon=layer_norm_epsilon, name="layer_norm", **sublayer_args
         )
         self.dropout = keras.layers.Dropout(dropout_rate, name="dropout", **sublayer_args)

@@ -7,6 +7,7 @@ from keras import ops
 from bert_tf.layers.activations import get_activation
 from bert_tf.layers.dense import BertDense
 from bert_tf.layers.embeddings import LAYER_NORM_EPSILON
+from bert_tf.layers.layer_norm import BertLayerNorm
 from bert_tf.layers.utils import build_once, truncated_normal
 
 
@@ -40,7 +41,7 @@ class BertMaskedLMHead(keras.layers.Layer):
             name="transform",
             dtype=self.dtype_policy,
         )
-        self.layer_norm = keras.layers.LayerNormalization(
+        self.layer_norm = BertLayerNorm(
             epsilon=layer_norm_epsilon, name="layer_norm", dtype=self.dtype_policy
         )
 
@@ -56,7 +57,12 @@ class BertMaskedLMHead(keras.layers.Layer):
         hidden = gather_positions(sequence_output, masked_lm_positions)
         hidden = self.layer_norm(self.transform(hidden))
         table = ops.cast(word_embeddings, hidden.dtype)
-        logits = ops.matmul(hidden, ops.transpose(table))
+        # One 2-D MatMul with the table transposed inside oneDNN: ops.matmul of [batch, P, H]
+        # by an explicit [H, vocab] transpose copied the whole table and ran a batched matmul.
+        shape = tf.shape(hidden)
+        flat = tf.reshape(hidden, [-1, self.hidden_size])
+        logits = tf.matmul(flat, table, transpose_b=True)
+        logits = tf.reshape(logits, tf.concat([shape[:-1], [self.vocab_size]], axis=0))
         return ops.cast(logits, "float32") + ops.cast(self.output_bias, "float32")
 
     def get_config(self):

@@ -6,6 +6,7 @@ from bert_tf.layers.activations import get_activation
 from bert_tf.layers.attention import BertSelfAttention
 from bert_tf.layers.dense import BertDense
 from bert_tf.layers.embeddings import LAYER_NORM_EPSILON
+from bert_tf.layers.layer_norm import BertLayerNorm
 from bert_tf.layers.utils import build_once, truncated_normal
 
 
@@ -56,7 +57,7 @@ class BertTransformerBlock(keras.layers.Layer):
         self.attention_dropout = keras.layers.Dropout(
             hidden_dropout_prob, name="attention_output_dropout", dtype=policy
         )
-        self.attention_layer_norm = keras.layers.LayerNormalization(
+        self.attention_layer_norm = BertLayerNorm(
             epsilon=layer_norm_epsilon, name="attention_layer_norm", dtype=policy
         )
         self.intermediate = BertDense(
@@ -72,7 +73,7 @@ class BertTransformerBlock(keras.layers.Layer):
         self.output_dropout = keras.layers.Dropout(
             hidden_dropout_prob, name="output_dropout", dtype=policy
         )
-        self.output_layer_norm = keras.layers.LayerNormalization(
+        self.output_layer_norm = BertLayerNorm(
             epsilon=layer_norm_epsilon, name="output_layer_norm", dtype=policy
         )
 
