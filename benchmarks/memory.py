@@ -123,19 +123,20 @@ def load():
     return os.getloadavg()[0]
 
 
-def pretraining(work, vocab, words, sizes_mb, results):
+def pretraining(work, vocab, words, sizes_mb, results, dupe_factor=10):
     for mb in sizes_mb:
         corpus = os.path.join(work, f"corpus_{mb}mb.txt")
         write_corpus(corpus, mb * 1000 * 1000, words)
         out = os.path.join(work, "pretrain.tfrecord")
         command = [sys.executable, "create_pretraining_data.py", f"--input_file={corpus}",
                    f"--output_file={out}", f"--vocab_file={vocab}", "--streaming",
-                   "--max_seq_length=128", "--dupe_factor=10", "--num_workers=1"]
+                   "--max_seq_length=128", f"--dupe_factor={dupe_factor}", "--num_workers=1"]
         load_before = load()
         seconds, peak, anon, _, code = run_measured(command,
                                                     os.path.join(work, f"pretrain_{mb}.log"))
         size = os.path.getsize(out) if os.path.exists(out) else 0
-        row = dict(part="create_pretraining_data --streaming", input=f"{mb} MB one document",
+        row = dict(part=f"create_pretraining_data --streaming --dupe_factor={dupe_factor}",
+                   input=f"{mb} MB one document",
                    peak_rss_mib=round(peak), peak_anon_mib=round(anon), seconds=round(seconds),
                    exit_code=code, output_mb=round(size / 1e6),
                    load=f"{load_before:.1f}/{load():.1f}")
@@ -186,6 +187,10 @@ def main():
     parser.add_argument("--parts", default="pretraining,classifier")
     parser.add_argument("--corpus_mb", default="10,100")
     parser.add_argument("--rows", default="50000,500000")
+    parser.add_argument("--dupe_factor", type=int, default=10,
+                        help="create_pretraining_data's --dupe_factor (10, the original's "
+                             "default; 1 makes a 1 GB corpus feasible on 2 cores; compare peaks "
+                             "only between runs of the same dupe factor)")
     parser.add_argument("--work_dir", default="/tmp")
     parser.add_argument("--repo", default=REPO,
                         help="checkout whose scripts run (e.g. an older one, for comparison)")
@@ -197,7 +202,8 @@ def main():
         vocab, words, vocab_size = make_vocab(work)
         parts = args.parts.split(",")
         if "pretraining" in parts:
-            pretraining(work, vocab, words, [int(x) for x in args.corpus_mb.split(",")], results)
+            pretraining(work, vocab, words, [int(x) for x in args.corpus_mb.split(",")], results,
+                        args.dupe_factor)
         if "classifier" in parts:
             classifier(work, vocab, words, vocab_size, [int(x) for x in args.rows.split(",")],
                        results)
