@@ -57,6 +57,7 @@ import json
 import math
 import os
 import platform
+import select
 import shlex
 import statistics
 import subprocess
@@ -783,8 +784,8 @@ class WorkerDied(RuntimeError):
 class WorkerProcess:
     """A `--worker SYSTEM` subprocess; `call` sends one request and waits for its reply."""
 
-    def __init__(self, system, python, log_dir):
-        self.system, self.python = system, python
+    def __init__(self, system, python, log_dir, timeout=None):
+        self.system, self.python, self.timeout = system, python, timeout
         self.log_path = os.path.join(log_dir, f"{system}.log")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
@@ -805,6 +806,13 @@ class WorkerProcess:
         try:
             self.process.stdin.write(json.dumps(dict(request, op=op)) + "\n")
             self.process.stdin.flush()
+            if self.timeout and not select.select([self.process.stdout], [], [],
+                                                  self.timeout)[0]:
+                self.process.kill()
+                self.process.wait()
+                self.dead = (f"{self.system} worker gave no answer to {op!r} within "
+                             f"{self.timeout:.0f} s (--call-timeout); killed")
+                raise WorkerDied(self.dead)
             line = self.process.stdout.readline()
         except (BrokenPipeError, OSError):
             line = ""
@@ -1240,6 +1248,9 @@ def parse_args(argv):
                              f"transformers); default ${TORCH_PYTHON_ENV}, else this one")
     parser.add_argument("--hf-bfloat16", choices=("weights", "autocast"), default="weights",
                         help="HF bfloat16 inference: bfloat16 weights (default) or autocast")
+    parser.add_argument("--call-timeout", type=float, default=3600.0,
+                        help="seconds a worker may take for one request (build, warm-up or "
+                             "one repeat) before it is killed and its rows skipped")
     parser.add_argument("--worker", choices=SYSTEMS, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -1252,6 +1263,9 @@ def parse_args(argv):
         args.min_time = 0.3 if args.quick else 1.0
     if args.repeats < 1:
         parser.error(f"--repeats={args.repeats}: expected at least 1")
+    if not args.call_timeout > 0:
+        parser.error(f"--call-timeout={args.call_timeout}: expected a positive number of "
+                     "seconds")
     if not args.min_time > 0:
         parser.error(f"--min-time={args.min_time}: expected a positive number of seconds")
     if args.torch_python and not os.access(args.torch_python, os.X_OK):
@@ -1274,7 +1288,7 @@ def _start_workers(args, needed, log_dir, log):
         python = sys.executable
         if system == "hf_torch" and args.torch_python:
             python = args.torch_python
-        worker = WorkerProcess(system, python, log_dir)
+        worker = WorkerProcess(system, python, log_dir, args.call_timeout)
         try:
             reply = worker.call("hello")
         except WorkerDied as died:
@@ -1283,9 +1297,11 @@ def _start_workers(args, needed, log_dir, log):
             versions[system] = reply["versions"]
             log(f"{system} worker ({python}): {reply['versions']}")
         else:
-            hint = (f" (pass --torch-python or ${TORCH_PYTHON_ENV} for a Python with torch "
-                    "and transformers)" if system == "hf_torch" else
-                    " (pip install -e .[bench])")
+            hint = ""
+            if "ImportError" in reply["error"] or "ModuleNotFoundError" in reply["error"]:
+                hint = (f" (pass --torch-python or ${TORCH_PYTHON_ENV} for a Python with torch "
+                        "and transformers)" if system == "hf_torch" else
+                        " (pip install -e .[bench] in this Python)")
             worker.dead = f"{system} not available under {python}: {reply['error']}{hint}"
             versions[system] = worker.dead
             log(worker.dead)
