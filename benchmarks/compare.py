@@ -36,7 +36,8 @@ Each system runs in its own worker process (`--worker SYSTEM`, JSON lines on std
 TensorFlow's and torch's thread pools never compete; only one worker computes at a time. The
 hf_torch worker runs under `--torch-python` (or $BERT_TF_BENCH_TORCH_PYTHON; default: this
 interpreter). For each (task, size, precision) every system builds its model, then for each
-batch warms up (2 calls), picks how many calls make one repeat (>= --min-time seconds), and
+batch warms up (2 calls; the second, timed, picks how many calls make one repeat of
+>= --min-time seconds), and
 the repeats are interleaved round-robin across systems (the starting system rotates), so load
 drift hits all of them alike. A row's figure is the median over repeats. A system that is not
 installed or fails gives skipped rows with the reason, never a failed run.
@@ -735,9 +736,9 @@ class Worker:
         if op == "prepare":
             batch = request["batch"]
             run = self.bench.runner(batch)
-            for _ in range(WARMUP_CALLS):
+            for _ in range(WARMUP_CALLS - 1):
                 run(1)
-            per_call = _timed(run, 1)
+            per_call = _timed(run, 1)  # the last warm-up call sizes the repeats
             calls = max(1, min(10000, math.ceil(request["min_time"] / max(per_call, 1e-9))))
             self.runs[batch] = (run, calls)
             return {"calls": calls, "seconds": per_call}
@@ -1157,8 +1158,10 @@ def plot_png(rows):
         ticks = [encoder_parameters(*size_dims(s)) / 1e6 for s in sizes]
         axis.set_xticks(ticks, [f"{s}\n{t:.1f}M" for s, t in zip(sizes, ticks)], fontsize=7)
         axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        axis.yaxis.set_major_locator(matplotlib.ticker.LogLocator(10, subs=(1.0, 2.0, 5.0)))
         axis.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
             lambda value, _: f"{value:g}"))
+        axis.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.tick_params(axis="y", which="both", labelsize=7)
         axis.set_title(title, fontsize=10)
         axis.set_xlabel("model size: encoder parameters", fontsize=8)
@@ -1251,6 +1254,9 @@ def parse_args(argv):
     parser.add_argument("--call-timeout", type=float, default=3600.0,
                         help="seconds a worker may take for one request (build, warm-up or "
                              "one repeat) before it is killed and its rows skipped")
+    parser.add_argument("--from-json", default=None, metavar="FILE",
+                        help="measure nothing: print the table and write the plot of the rows "
+                             "a previous --out wrote")
     parser.add_argument("--worker", choices=SYSTEMS, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -1268,6 +1274,8 @@ def parse_args(argv):
                      "seconds")
     if not args.min_time > 0:
         parser.error(f"--min-time={args.min_time}: expected a positive number of seconds")
+    if args.from_json and not os.path.isfile(args.from_json):
+        parser.error(f"--from-json={args.from_json!r}: no such file")
     if args.torch_python and not os.access(args.torch_python, os.X_OK):
         parser.error(f"--torch-python={args.torch_python!r}: not an executable file")
     for flag, path in (("--out", args.out), ("--plot", args.plot)):
@@ -1321,6 +1329,11 @@ def main(argv=None):
     logging.set_verbosity(logging.INFO)
     logging.use_absl_handler()
     log = logging.info
+    if args.from_json:
+        rows = read_rows(args.from_json)
+        print(markdown_table(rows, [s for s in SYSTEMS if s in args.systems]), flush=True)
+        write_plot(args.plot, rows, log)
+        return 0
     start, load_start = time.time(), os.getloadavg()
     cases = plan_cases(args.tasks, args.sizes, args.precisions, args.systems, args.quick)
     needed = sorted({s for case in cases for s in case.systems}, key=SYSTEMS.index)
@@ -1350,16 +1363,40 @@ def main(argv=None):
     if args.out:
         atomic_write(args.out, json.dumps(rows, indent=1) + "\n")
         log(f"wrote {len(rows)} rows to {args.out}")
-    if args.plot:
-        try:
-            png = plot_png(rows)
-        except ImportError:
-            log("no plot: matplotlib is not installed (pip install -e .[bench])")
-            png = None
-        if png:
-            atomic_write(args.plot, png)
-            log(f"wrote the plot to {args.plot}")
+    write_plot(args.plot, rows, log)
     return 0
+
+
+def read_rows(path):
+    """The rows of a --out JSON file (one-line error when it is not one)."""
+    with open(path, encoding="utf-8") as reader:
+        try:
+            rows = json.load(reader)
+        except json.JSONDecodeError as error:
+            raise SystemExit(f"error: {path}:{error.lineno}: not JSON ({error.msg}); expected "
+                             "the list benchmarks.compare --out writes")
+    required = {"task", "size", "precision", "system", "batch", "seq_per_s", "mfu", "skipped"}
+    for number, row in enumerate(rows if isinstance(rows, list) else [None]):
+        if not isinstance(row, dict) or not required <= set(row):
+            raise SystemExit(f"error: {path}: row {number} is not a benchmarks.compare row "
+                             f"(expected the keys {', '.join(sorted(required))})")
+        row.setdefault("note", None)
+    return rows
+
+
+def write_plot(path, rows, log):
+    if not path:
+        return
+    try:
+        png = plot_png(rows)
+    except ImportError:
+        log("no plot: matplotlib is not installed (pip install -e .[bench])")
+        return
+    if png:
+        from bert_tf.files import atomic_write
+
+        atomic_write(path, png)
+        log(f"wrote the plot to {path}")
 
 
 if __name__ == "__main__":
