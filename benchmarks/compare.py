@@ -351,7 +351,9 @@ class BertTfBench(_KerasBench):
             from bert_tf import export
 
             model = BertClassifier(config, num_labels=NUM_LABELS)
-            self.export_dir = tempfile.mkdtemp(prefix="bert_tf_compare_export_")
+            # Under the run's temporary directory: gone at the end even if this worker dies.
+            self.export_dir = tempfile.mkdtemp(prefix="bert_tf_export_",
+                                               dir=self.context.get("work_dir"))
             path = export.export_model(self.export_dir, model, "classifier",
                                        self.context["vocab_file"], warmup=False,
                                        do_lower_case=True, max_seq_length=SEQ_LEN,
@@ -1344,7 +1346,7 @@ def main(argv=None):
         with open(vocab_file, "w") as writer:
             writer.write("\n".join(synthetic_vocabulary()) + "\n")
         context = {"vocab_file": vocab_file, "texts": synthetic_texts(32),
-                   "hf_bfloat16": args.hf_bfloat16}
+                   "work_dir": work_dir, "hf_bfloat16": args.hf_bfloat16}
         workers, versions = _start_workers(args, needed, work_dir, log)
         try:
             rows = run_cases(cases, workers, args.repeats, args.min_time, context, log)
