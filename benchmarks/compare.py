@@ -1233,11 +1233,16 @@ def parse_args(argv):
                             "system runs.")
     parser.add_argument("--quick", action="store_true",
                         help="tiny and small only, 3 repeats of >= 0.3 s (under 10 minutes)")
-    parser.add_argument("--tasks", type=_choices("--tasks", TASKS), default=list(TASKS))
+    parser.add_argument("--tasks", type=_choices("--tasks", TASKS),
+                        help=f"comma-separated subset of {','.join(TASKS)} (default all)",
+                        default=list(TASKS))
     parser.add_argument("--sizes", type=_choices("--sizes", tuple(SIZES)), default=None,
                         help="default tiny,small,base (--quick: tiny,small)")
-    parser.add_argument("--systems", type=_choices("--systems", SYSTEMS), default=list(SYSTEMS))
+    parser.add_argument("--systems", type=_choices("--systems", SYSTEMS),
+                        help=f"comma-separated subset of {','.join(SYSTEMS)} (default all)",
+                        default=list(SYSTEMS))
     parser.add_argument("--precisions", type=_choices("--precisions", PRECISIONS),
+                        help=f"comma-separated subset of {','.join(PRECISIONS)} (default all)",
                         default=list(PRECISIONS))
     parser.add_argument("--repeats", type=int, default=None,
                         help="interleaved repeats per row, median reported (default 5; "
