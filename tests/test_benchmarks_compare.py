@@ -1,0 +1,91 @@
+"""benchmarks/compare.py: the FLOP count of issue 16, the table's ratios and MFU, and the JSON
+rows of a real (in-process) bert_tf measurement."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks",
+                     "compare.py")
+_SPEC = importlib.util.spec_from_file_location("benchmarks_compare", _PATH)
+compare = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(compare)
+
+JSON_KEYS = {"task", "size", "precision", "system", "batch", "seq_len", "seq_per_s",
+             "latency_ms", "mfu"}
+
+
+def test_flops_of_bert_base_match_a_hand_count():
+    # Per block 4·768² + 2·768·3072 = 7,077,888 matmul weights; 12 blocks = 84,934,656;
+    # + pooler 589,824. The pretrainer adds the MLM transform 589,824 and NSP 1,536.
+    encoder_weights = 84_934_656 + 589_824
+    attention = 4 * 12 * 128 * 128 * 768                      # 603,979,776
+    infer = 2 * encoder_weights * 128 + attention
+    assert infer == 22_498_246_656
+    assert compare.flops_per_sequence("infer", "base") == infer
+    pretrain_forward = 2 * (encoder_weights + 589_824 + 1_536) * 128 + attention \
+        + 2 * 768 * 30522 * 20                                 # MLM output, 20 positions
+    assert compare.flops_per_sequence("pretrain", "base") == 3 * pretrain_forward \
+        == 70_761_811_968                                      # the issue's "≈71 GFLOP"
+    # Classifier head: 768 × 2 more weights; a training step is 3 forwards.
+    assert compare.flops_per_sequence("finetune", "base") == 3 * (infer + 2 * 768 * 2 * 128)
+    # BERT-base's published parameter count (embeddings with 2 segment types + pooler).
+    assert compare.encoder_parameters(*compare.size_dims("base")) == 109_482_240
+    with pytest.raises(ValueError, match="head must be"):
+        compare.matmul_weights(2, 32, 128, head="decoder")
+
+
+def _row(system, rate, task="infer", size="base", precision="bfloat16", batch=32, skipped=None):
+    case = compare.Case(task, size, precision, [batch], [system])
+    if skipped:
+        return compare._row(case, system, batch, skipped=skipped)
+    return compare._row(case, system, batch, seq_per_s=rate, latency_ms=batch / rate * 1e3)
+
+
+def test_ratios_mfu_and_table_from_hand_made_measurements():
+    ceiling = compare._row(compare.Case("ceiling", "4096x768x3072", "bfloat16", [1],
+                                        ["bert_tf"]), "bert_tf", 1, gflop_per_s=1350.0)
+    slower = compare._row(compare.Case("ceiling", "1024x1024x1024", "bfloat16", [1],
+                                       ["hf_torch"]), "hf_torch", 1, gflop_per_s=900.0)
+    rows = [ceiling, slower,
+            _row("bert_tf", 26.2), _row("keras_hub", 18.2), _row("hf_torch", 40.0),
+            _row("bert_tf", 4.3, task="pretrain", batch=8),
+            _row("keras_hub", 4.0, task="pretrain", batch=8),
+            _row("hf_torch", None, task="pretrain", batch=8, skipped="torch not installed"),
+            _row("bert_tf", 12.0, precision="float32")]
+    compare.add_mfu(rows)
+    ratios = compare.ratios(rows)
+    assert ratios[("infer", "base", "bfloat16", 32)] == pytest.approx(26.2 / 40.0)
+    assert ratios[("pretrain", "base", "bfloat16", 8)] == pytest.approx(4.3 / 4.0)
+    assert ratios[("infer", "base", "float32", 32)] is None      # no peer ran
+    # MFU against the best bfloat16 ceiling: 26.2 seq/s × 22.498 GFLOP / 1350 GFLOP/s.
+    assert rows[2]["mfu"] == pytest.approx(26.2 * 22_498_246_656 / 1.35e12)
+    assert rows[8]["mfu"] is None                                # no float32 ceiling measured
+    table = compare.markdown_table(rows)
+    assert "| infer | base | bfloat16 | 32 | 26.2/s (44%) | 18.2/s (30%) | 40.0/s (67%) | 0.66 |" \
+        in table
+    assert "| pretrain | base | bfloat16 | 8 | 4.30/s (23%) | 4.00/s (21%) | skipped¹ | 1.07 |" \
+        in table
+    assert "hf_torch: torch not installed" in table
+    assert "| bfloat16 | 4096x768x3072 | tensorflow | 1,350 **best** |" in table
+
+
+def test_an_in_process_bert_tf_measurement_gives_the_json_rows():
+    cases = [compare.Case("infer", "tiny", "float32", [2], ["bert_tf", "keras_hub"])]
+    worker = compare.LocalWorker("bert_tf")
+    try:
+        rows = compare.run_cases(cases, {"bert_tf": worker}, repeats=2, min_time=0.01,
+                                 context={})
+    finally:
+        worker.close()
+    rows = json.loads(json.dumps(compare.add_mfu(rows)))
+    assert len(rows) == 2 and all(JSON_KEYS <= set(row) for row in rows)
+    measured, skipped = rows
+    assert (measured["system"], measured["batch"], measured["seq_len"]) == ("bert_tf", 2, 128)
+    assert measured["seq_per_s"] > 0 and len(measured["samples_ms"]) == 2
+    assert measured["latency_ms"] == pytest.approx(2 / measured["seq_per_s"] * 1e3)
+    assert measured["mfu"] is None and measured["skipped"] is None
+    assert skipped["system"] == "keras_hub" and skipped["seq_per_s"] is None
+    assert "keras_hub not started" in skipped["skipped"]
