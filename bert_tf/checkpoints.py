@@ -1135,6 +1135,20 @@ def _shape_hint(mismatched):
     return f" ({'; '.join(hints)})" if hints else ""
 
 
+def _report_of_match(location, reader, match) -> "LoadReport":
+    """A LoadReport listing the checkpoint's variables `match` did not consume (ignored or
+    unused); a checkpoint of which nothing fits is an error (load and validation alike)."""
+    report = LoadReport(path=location.path, format=location.format)
+    for name in reader.names:
+        if name not in match.consumed:
+            (report.ignored if reader.ignored(name) else report.unused).append(name)
+    if not match.values and not match.mismatched and not match.unreadable:
+        raise CheckpointMismatchError(
+            f"{location.path}: this {reader.description} holds none of the model's variables "
+            f"(it has {len(reader.names)} variables, e.g. {reader.names[:3]}); {_EXPECTED}")
+    return report
+
+
 def _extra_layers(reader, location, num_layers, unused):
     """(model's num_hidden_layers, a checkpoint name of layer `num_layers`) when the checkpoint
     has more transformer layers than the model, else None."""
@@ -1182,15 +1196,7 @@ def load_checkpoint(model, path, allow_partial=False) -> LoadReport:
     reader = _open_reader(location, model)
     expected = {entry.original_name: entry.model_shape_in_original_layout() for entry in bound}
     match = _match(reader, bound, expected)
-    report = LoadReport(path=location.path, format=location.format)
-    for name in reader.names:
-        if name not in match.consumed:
-            (report.ignored if reader.ignored(name) else report.unused).append(name)
-    if not match.values and not match.mismatched and not match.unreadable:
-        raise CheckpointMismatchError(
-            f"{location.path}: this {reader.description} holds none of the model's variables "
-            f"(it has {len(reader.names)} variables, e.g. {reader.names[:3]}); {_EXPECTED}"
-        )
+    report = _report_of_match(location, reader, match)
     extra = _extra_layers(reader, location, len(_encoder_of(model).transformer_layers), report.unused)
     report.new, report.new_heads, _ = _judge(
         match, bound, kind, pooling, reader, location.path, f"the {type(model).__name__} of this config",
@@ -1247,14 +1253,7 @@ def check_checkpoint(path, config, kind="encoder", num_labels=None, pooling="poo
     reader = _open_reader(location, structural)
     expected = {e.original_name: _expected_shape(e.mapping, config, num_labels) for e in entries}
     match = _match(reader, entries, expected, read_values=read_values, keep_values=False)
-    report = LoadReport(path=location.path, format=location.format)
-    for name in reader.names:
-        if name not in match.consumed:
-            (report.ignored if reader.ignored(name) else report.unused).append(name)
-    if not match.values and not match.mismatched and not match.unreadable:
-        raise CheckpointMismatchError(
-            f"{location.path}: this {reader.description} holds none of the model's variables "
-            f"(it has {len(reader.names)} variables, e.g. {reader.names[:3]}); {_EXPECTED}")
+    report = _report_of_match(location, reader, match)
     extra = _extra_layers(reader, location, config.num_hidden_layers, report.unused)
     model_name = {"encoder": "BertEncoder", "pretrainer": "BertPretrainer",
                   "classifier": "BertClassifier", "token_classifier": "BertTokenClassifier"}[kind]
