@@ -275,7 +275,11 @@ class FineTuningRun:
 
     def predict_fn(self):
         """`make_predict_fn` for this run's model."""
-        return make_predict_fn(self.model, jit_compile=self.settings.jit_compile)
+        import tensorflow as tf
+
+        # Frozen constants live on one device: not under a TPU strategy.
+        return make_predict_fn(self.model, jit_compile=self.settings.jit_compile,
+                               freeze=not isinstance(self.strategy, tf.distribute.TPUStrategy))
 
     @property
     def length_buckets(self) -> Optional[Tuple[int, ...]]:
@@ -303,18 +307,25 @@ def sequence_length_buckets(settings: FineTuningSettings, strategy) -> Optional[
     return None
 
 
-def make_predict_fn(model, jit_compile: bool = False):
-    """A tf.function inputs -> float32 `logits` that does not retrace for new batch shapes."""
+def make_predict_fn(model, jit_compile: bool = False, freeze: bool = True):
+    """A function inputs -> float32 `logits` that does not retrace for new batch shapes.
+
+    `freeze` (not with jit_compile): the model's weights frozen into graph constants
+    (bert_tf.inference.frozen_forward), about twice as fast in bfloat16 on CPU, a few percent
+    in float32; a snapshot of the weights at this call, so build it after training."""
     import tensorflow as tf
 
     spec = {name: tf.TensorSpec([None, None], tf.int32, name=name)
             for name in ("input_ids", "input_mask", "segment_ids")}
 
-    @tf.function(input_signature=[spec], jit_compile=jit_compile)
-    def predict(inputs):
+    def logits(inputs):
         return tf.cast(model(inputs, training=False)["logits"], tf.float32)
 
-    return predict
+    if freeze and not jit_compile:
+        from bert_tf import inference
+
+        return inference.FrozenFunction(logits, spec)
+    return tf.function(logits, input_signature=[spec], jit_compile=jit_compile)
 
 
 MODEL_INPUTS = ("input_ids", "input_mask", "segment_ids")
