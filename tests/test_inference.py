@@ -67,21 +67,26 @@ def test_frozen_encoder_is_close_under_mixed_bfloat16():
     assert np.abs(got - expected).mean() < 0.01
 
 
-def test_predict_fn_is_frozen_snapshot_of_the_classifier_logits():
+def test_predict_fn_freezes_a_bfloat16_model_after_its_calls_and_keeps_the_logits():
     keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
     model = trained_like(BertClassifier(CONFIG, num_labels=3))
+    keras.mixed_precision.set_dtype_policy("float32")
+    assert not hasattr(make_predict_fn(trained_like(BertClassifier(CONFIG, num_labels=3)),
+                                       freeze_after=0), "is_frozen")  # float32: never frozen
     inputs = batch(3, 10)
-    predict = make_predict_fn(model)
-    assert isinstance(predict, inference.FrozenFunction)
-    logits = predict({k: tf.constant(v) for k, v in inputs.items()})
-    assert logits.dtype == tf.float32 and logits.shape == (3, 3)
-    np.testing.assert_allclose(logits.numpy(), model(inputs, training=False)["logits"].numpy(),
-                               atol=1e-6)
+    predict = make_predict_fn(model, freeze_after=2)
+    expected = model(inputs, training=False)["logits"].numpy().astype(np.float32)
+    for call in range(3):
+        logits = predict({k: tf.constant(v) for k, v in inputs.items()})
+        assert predict.is_frozen() == (call == 2)
+        assert logits.dtype == tf.float32 and logits.shape == (3, 3)
+        np.testing.assert_allclose(logits.numpy(), expected, atol=0.05)
     # A snapshot: weights changed after freezing do not reach it (documented behaviour).
     model.weights[-1].assign(model.weights[-1] + 1.0)
-    np.testing.assert_allclose(predict(inputs).numpy(), logits.numpy(), atol=0)
-    unfrozen = make_predict_fn(model, freeze=False)
-    assert not np.allclose(unfrozen(inputs).numpy(), logits.numpy())
+    np.testing.assert_array_equal(predict(inputs).numpy(), logits.numpy())
+    unfrozen = make_predict_fn(model, freeze_after=None)
+    assert not np.allclose(unfrozen(inputs).numpy(), expected)
 
 
 def test_frozen_function_rejects_inputs_of_another_structure():
