@@ -17,6 +17,11 @@ of them alike (round r: A, B, C, ... each `calls` times; medians over all calls)
   bert_tf_baseline  with --baseline_tree DIR: the bert_tf package found in DIR, imported into the
                     same process under its own module objects (e.g. an unpacked `git archive`
                     of an older commit), to measure a change before/after side by side;
+  bert_tf_frozen    (infer) the same forward as one input_signature concrete function with the
+                    variables frozen into constants (convert_variables_to_constants_v2), so
+                    grappler can fold the float32->bfloat16 weight casts and oneDNN can cache the
+                    reordered weights of constant-weight MatMuls;
+  bert_tf_xla       (infer) the same forward compiled by XLA (tf.function(jit_compile=True));
   keras_hub         keras-hub's BertBackbone (infer) / BertMaskedLM + AdamW (pretrain: MLM only,
                     no NSP head), when keras-hub is installed.
 Every row prints seq/s from the median wall time per call, the median process CPU seconds per
@@ -104,6 +109,18 @@ def _random_batch(batch, seq=SEQ_LENGTH, seed=0):
     )
 
 
+def _trained_like(model, seed=0):
+    """Give every weight of `model` non-trivial values, as a trained checkpoint has: a fresh
+    model's zero biases and LayerNorm betas, unit gammas, would let a frozen graph's constant
+    folding drop `x + 0` and `x * 1`, which no real model allows (and which changes which ops
+    grappler fuses). Same values for every system built with the same seed."""
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        shape = tuple(weight.shape)
+        weight.assign(rng.normal(1.0 if "gamma" in weight.path else 0.0, 0.02, shape)
+                      .astype(weight.dtype))
+
+
 @contextlib.contextmanager
 def _policy(keras, name):
     keras.mixed_precision.set_dtype_policy(name)
@@ -122,6 +139,7 @@ def bert_tf_infer(modules, size, policy, batch):
     config = modules["config"].BertConfig.preset(size)
     with _policy(keras, policy):
         model = modules["models"].BertEncoder(config)
+    _trained_like(model)
     data = _random_batch(batch)
     inputs = {k: tf.constant(data[k]) for k in ("input_ids", "input_mask", "segment_ids")}
 
@@ -134,6 +152,60 @@ def bert_tf_infer(modules, size, policy, batch):
         forward(inputs)[0].numpy()
 
     return call
+
+
+def bert_tf_frozen_infer(modules, size, policy, batch):
+    """bert_tf_infer's forward, with the model's variables frozen into graph constants."""
+    import keras
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    config = modules["config"].BertConfig.preset(size)
+    with _policy(keras, policy):
+        model = modules["models"].BertEncoder(config)
+    _trained_like(model)
+    data = _random_batch(batch)
+    names = ("input_ids", "input_mask", "segment_ids")
+    inputs = {k: tf.constant(data[k]) for k in names}
+    spec = {k: tf.TensorSpec([None, None], tf.int32, name=k) for k in names}
+
+    @tf.function(input_signature=[spec])
+    def forward(features):
+        outputs = model(features, training=False)
+        return outputs["sequence_output"], outputs["pooled_output"]
+
+    frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
+
+    def call():
+        frozen(**inputs)[0].numpy()
+
+    return call
+
+
+def bert_tf_xla_infer(modules, size, policy, batch):
+    """bert_tf_infer's forward compiled by XLA."""
+    import keras
+    import tensorflow as tf
+
+    config = modules["config"].BertConfig.preset(size)
+    with _policy(keras, policy):
+        model = modules["models"].BertEncoder(config)
+    _trained_like(model)
+    data = _random_batch(batch)
+    inputs = {k: tf.constant(data[k]) for k in ("input_ids", "input_mask", "segment_ids")}
+
+    @tf.function(jit_compile=True)
+    def forward(features):
+        outputs = model(features, training=False)
+        return outputs["sequence_output"], outputs["pooled_output"]
+
+    def call():
+        forward(inputs)[0].numpy()
+
+    return call
+
+
+VARIANTS = {"bert_tf_frozen": bert_tf_frozen_infer, "bert_tf_xla": bert_tf_xla_infer}
 
 
 def bert_tf_pretrain(modules, size, policy, batch):
@@ -301,7 +373,8 @@ def main(argv=None):
     parser.add_argument("--precisions", default="float32,bfloat16")
     parser.add_argument("--tasks", default="infer,pretrain")
     parser.add_argument("--systems", default="bert_tf,keras_hub",
-                        help="bert_tf and/or keras_hub (bert_tf_baseline is added by --baseline_tree)")
+                        help="some of bert_tf, bert_tf_frozen, bert_tf_xla (infer only), keras_hub "
+                             "(bert_tf_baseline is added by --baseline_tree)")
     parser.add_argument("--baseline_tree", default=None,
                         help="a directory holding another bert_tf/ package to time beside this one")
     parser.add_argument("--rounds", type=int, default=5)
@@ -322,7 +395,7 @@ def main(argv=None):
     tasks = [t for t in args.tasks.split(",") if t]
     systems = [s for s in args.systems.split(",") if s]
     for value, allowed, flag in ((sizes, SIZES, "--sizes"), (precisions, PRECISIONS, "--precisions"),
-                                 (tasks, BATCH, "--tasks"), (systems, ("bert_tf", "keras_hub"), "--systems")):
+                                 (tasks, BATCH, "--tasks"), (systems, ("bert_tf", "keras_hub", *VARIANTS), "--systems")):
         bad = [v for v in value if v not in allowed]
         if bad:
             parser.error(f"{flag}: unknown {bad}; expected some of {', '.join(allowed)}")
@@ -338,7 +411,7 @@ def main(argv=None):
     versions = {}
     if args.baseline_tree:
         versions["bert_tf_baseline"] = _import_bert_tf(args.baseline_tree)
-    if "bert_tf" in systems:
+    if "bert_tf" in systems or any(name in systems for name in VARIANTS):
         versions["bert_tf"] = _import_bert_tf()
     if "keras_hub" in systems and importlib.util.find_spec("keras_hub") is None:
         print("keras_hub: skipped (keras-hub is not installed)")
@@ -365,8 +438,12 @@ def main(argv=None):
                 batch, policy = BATCH[task], PRECISIONS[precision]
                 calls = {}
                 for name, modules in versions.items():
+                    if name == "bert_tf" and "bert_tf" not in systems:
+                        continue
                     builder = bert_tf_infer if task == "infer" else bert_tf_pretrain
                     calls[name] = builder(modules, size, policy, batch)
+                for name in (n for n in VARIANTS if n in systems and task == "infer"):
+                    calls[name] = VARIANTS[name](versions["bert_tf"], size, policy, batch)
                 if "keras_hub" in systems:
                     builder = keras_hub_infer if task == "infer" else keras_hub_pretrain
                     calls["keras_hub"] = builder(size, policy, batch)
@@ -384,7 +461,7 @@ def main(argv=None):
                           f"{min(loads):.1f}–{max(loads):.1f} |")
                 sys.stdout.flush()
                 if (size, precision, task) in profiles:
-                    for name in versions:
+                    for name in (n for n in calls if n != "keras_hub"):
                         print_op_table(f"{name} {task} {size} {precision}", calls[name], args.top)
                     print("\n| task | size | precision | system | seq/s | ms/call | CPU s/call | GFLOP/s | load |")
                     print("|---|---|---|---|---:|---:|---:|---:|---|")

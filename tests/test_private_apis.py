@@ -117,3 +117,22 @@ def test_keras_hub_private_layers_and_preset_utils():
     head._intermediate_layer_norm.epsilon = 10.0
     assert not np.allclose(head(x, positions).numpy(), changed), (
         "MaskedLMHead ignores _intermediate_layer_norm.epsilon")
+
+
+def test_convert_variables_to_constants_v2_freezes_a_concrete_function():
+    """bert_tf.inference: `tensorflow.python.framework.convert_to_constants.
+    convert_variables_to_constants_v2` turns a function's variables into constants."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    weight = tf.Variable([[1.0, 2.0], [3.0, 4.0]])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
+    def matmul(x):
+        return tf.matmul(x, weight)
+
+    frozen = convert_variables_to_constants_v2(matmul.get_concrete_function())
+    assert not frozen.graph.variables
+    assert any(node.op == "Const" and node.attr["dtype"].type == tf.float32.as_datatype_enum
+               for node in frozen.graph.as_graph_def().node)
+    weight.assign(tf.zeros([2, 2]))
+    np.testing.assert_array_equal(frozen(tf.constant([[1.0, 1.0]]))[0].numpy(), [[4.0, 6.0]])

@@ -1,0 +1,96 @@
+"""bert_tf.inference: a frozen forward computes what the model computes, for any batch shape."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_tf import inference
+from bert_tf.config import BertConfig
+from bert_tf.finetuning import make_predict_fn
+from bert_tf.models import BertClassifier, BertEncoder
+
+CONFIG = BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                    intermediate_size=64, max_position_embeddings=32)
+
+
+def trained_like(model, seed=0):
+    # Non-zero biases and betas, non-unit gammas: a frozen graph must not lose them.
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        weight.assign(rng.normal(1.0 if "gamma" in weight.path else 0.0, 0.1, tuple(weight.shape))
+                      .astype(weight.dtype))
+    return model
+
+
+def batch(batch_size, seq, seed=1):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, CONFIG.vocab_size, (batch_size, seq)).astype(np.int32)
+    mask = np.ones_like(ids)
+    mask[0, seq // 2:] = 0  # one padded row
+    return {"input_ids": ids, "input_mask": mask,
+            "segment_ids": (np.arange(seq) >= seq // 2).astype(np.int32)[None].repeat(batch_size, 0)}
+
+
+@pytest.fixture(autouse=True)
+def float32_policy():
+    yield
+    keras.mixed_precision.set_dtype_policy("float32")
+
+
+def test_frozen_encoder_equals_the_model_in_float32_for_any_shape():
+    keras.utils.set_random_seed(0)
+    model = trained_like(BertEncoder(CONFIG))
+    frozen = inference.frozen_forward(model)
+    assert not frozen.concrete_function.graph.variables  # weights are constants now
+    for shape in ((3, 8), (2, 13)):  # one trace serves every batch and sequence length
+        inputs = batch(*shape)
+        expected = model(inputs, training=False)
+        got = frozen(inputs)
+        tf.nest.assert_same_structure(got, expected)
+        for a, b in zip(tf.nest.flatten(got), tf.nest.flatten(expected)):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+
+
+def test_frozen_encoder_is_close_under_mixed_bfloat16():
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    keras.utils.set_random_seed(0)
+    model = trained_like(BertEncoder(CONFIG))
+    keras.mixed_precision.set_dtype_policy("float32")
+    inputs = batch(4, 16)
+    expected = model(inputs, training=False)["sequence_output"].numpy().astype(np.float32)
+    got = inference.frozen_forward(model, outputs=["sequence_output"])(inputs)
+    assert list(got) == ["sequence_output"]
+    got = got["sequence_output"].numpy().astype(np.float32)
+    # bfloat16 keeps 8 bits of mantissa: different fusions may round differently.
+    np.testing.assert_allclose(got, expected, atol=0.1, rtol=0.05)
+    assert np.abs(got - expected).mean() < 0.01
+
+
+def test_predict_fn_freezes_a_bfloat16_model_after_its_calls_and_keeps_the_logits():
+    keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    model = trained_like(BertClassifier(CONFIG, num_labels=3))
+    keras.mixed_precision.set_dtype_policy("float32")
+    assert not hasattr(make_predict_fn(trained_like(BertClassifier(CONFIG, num_labels=3)),
+                                       freeze_after=0), "is_frozen")  # float32: never frozen
+    inputs = batch(3, 10)
+    predict = make_predict_fn(model, freeze_after=2)
+    expected = model(inputs, training=False)["logits"].numpy().astype(np.float32)
+    for call in range(3):
+        logits = predict({k: tf.constant(v) for k, v in inputs.items()})
+        assert predict.is_frozen() == (call == 2)
+        assert logits.dtype == tf.float32 and logits.shape == (3, 3)
+        np.testing.assert_allclose(logits.numpy(), expected, atol=0.05)
+    # A snapshot: weights changed after freezing do not reach it (documented behaviour).
+    model.weights[-1].assign(model.weights[-1] + 1.0)
+    np.testing.assert_array_equal(predict(inputs).numpy(), logits.numpy())
+    unfrozen = make_predict_fn(model, freeze_after=None)
+    assert not np.allclose(unfrozen(inputs).numpy(), expected)
+
+
+def test_frozen_function_rejects_inputs_of_another_structure():
+    keras.utils.set_random_seed(0)
+    frozen = inference.frozen_forward(BertEncoder(CONFIG))
+    with pytest.raises((ValueError, TypeError)):
+        frozen({"input_ids": np.zeros((1, 4), np.int32)})
