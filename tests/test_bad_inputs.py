@@ -196,8 +196,11 @@ def test_tables_read_or_name_file_and_line(tmp_path, extension, rows, junk, junk
         assert_names(error, path)
         assert re.search(re.escape(str(path)) + r"(:\d+)?: ", str(error)), str(error)
         bad_line = line_of_first_bad_byte(data)
-        if bad_line is not None:
-            assert f"{path}:{bad_line}:" in str(error)
+        if bad_line is not None:  # streamed in file order: the bad byte or an earlier problem
+            named = re.search(re.escape(str(path)) + r":(\d+): ", str(error))
+            assert named and int(named.group(1)) <= bad_line, str(error)
+            if int(named.group(1)) == bad_line:
+                assert "UTF-8" in str(error) or "utf-8" in str(error), str(error)
     else:
         assert line_of_first_bad_byte(data) is None
         for example in examples:  # each row keeps its file:line for later errors
@@ -282,10 +285,22 @@ def test_a_non_utf8_corpus_names_file_and_line_and_writes_nothing(tmp_path, corp
 
 def test_a_corpus_without_any_newline_is_one_document_and_refused(tmp_path, corpus_vocab):
     corpus = tmp_path / "corpus.txt"
-    corpus.write_bytes(b"the cat sat on a mat " * 50_000)  # 1 MB, no newline at all
+    corpus.write_bytes(b"the cat sat on a mat " * 5_000)  # 105 kB, no newline at all
     with pytest.raises(ValueError, match="only one document") as caught:
         make_records(corpus, corpus_vocab, tmp_path / "out" / "train.tfrecord")
     assert_names(caught.value, corpus)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_line_over_max_line_bytes_names_file_and_line_and_writes_nothing(
+        tmp_path, corpus_vocab, streaming):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_bytes(documents() + b"the cat sat on a mat " * 50_000)  # 1.05 MB line, no newline
+    with pytest.raises(DataFormatError, match="line longer than 1,048,576 bytes") as caught:
+        make_records(corpus, corpus_vocab, tmp_path / "out" / "train.tfrecord",
+                     streaming=streaming)
+    assert_names(caught.value, corpus, documents().count(b"\n") + 1)
     assert not (tmp_path / "out").exists()
 
 
@@ -300,10 +315,10 @@ def test_nul_bytes_are_dropped_as_the_original_tokenizer_drops_them(tmp_path, co
     assert (tmp_path / "clean.tfrecord").read_bytes() == (tmp_path / "dirty.tfrecord").read_bytes()
 
 
-def test_a_long_line_is_one_sentence_truncated_not_a_hang(tmp_path, corpus_vocab):
+def test_a_long_line_is_one_sentence_truncated_not_a_hang_when_allowed(tmp_path, corpus_vocab):
     corpus = tmp_path / "corpus.txt"
     corpus.write_bytes(documents() + b"the cat " * 150_000 + b"\n\n" + documents(2))  # 1.2 MB
-    summary = make_records(corpus, corpus_vocab, tmp_path / "train.tfrecord")
+    summary = make_records(corpus, corpus_vocab, tmp_path / "train.tfrecord", max_line_bytes=0)
     assert "instances" in str(summary)
     assert pretraining_records.scan_record_framing(str(tmp_path / "train.tfrecord")) > 0
 

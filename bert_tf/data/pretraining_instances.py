@@ -581,7 +581,7 @@ def read_lines(path, max_line_bytes=DEFAULT_MAX_LINE_BYTES):
                 return
             line_number += 1
             if len(line) > max_line_bytes and not line.endswith(b"\n"):
-                raise ValueError(
+                raise files_lib.DataFormatError(
                     f"{path}:{line_number}: line longer than {max_line_bytes:,} bytes "
                     f"(--max_line_bytes); the input must have one sentence per line and a blank "
                     f"line between documents: split the text into sentences (or raise "
