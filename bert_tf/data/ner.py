@@ -35,20 +35,20 @@ A typical run (what run_ner does)::
 """
 
 import dataclasses
+import os
 import re
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from absl import logging
 
 from bert_tf.data.classification import DataFormatError, length_sorted_order
-from bert_tf import files
 from bert_tf.data import batching
 from bert_tf.files import atomic_write
 from bert_tf.metrics import extract_spans
 
 __all__ = [
-    "SCHEMES", "NerSentence", "NerFile", "NerFeatures", "read_conll", "detect_scheme",
+    "SCHEMES", "NerSentence", "NerFile", "NerFeatures", "read_conll", "iter_conll", "detect_scheme",
     "convert_tags", "model_scheme_for", "model_scheme_of_labels", "load_ner_file",
     "label_list_from", "check_labels", "window_starts", "max_context_windows",
     "convert_sentences_to_features", "ner_dataset", "length_sorted_order", "word_predictions",
@@ -103,49 +103,62 @@ def _parse_tag(tag: str, where: str) -> Tuple[str, str]:
     return prefix, entity
 
 
-def read_conll(path: str, tag_column: int = -1) -> List[NerSentence]:
-    """The sentences of a CoNLL-2003-style file, tags exactly as written.
+def _binary_lines(path: str) -> Iterator[bytes]:
+    """The lines of a local or remote file as bytes, each without its b"\\n", one at a time
+    (a file ending with b"\\n" has no empty last line)."""
+    if "://" in path:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    One token a line: whitespace-separated columns (spaces or tabs), the token in column 0 and
-    its tag in `tag_column` (negative counts from the end; the default -1 is the last column).
-    Sentences are separated by blank lines; `-DOCSTART-` lines (and so the blank line after
-    them) are skipped; the file need not end with a blank line. `\\r\\n` line ends and a UTF-8
-    byte-order mark are accepted.
+        reader = tf.io.gfile.GFile(path, "rb")
+        lines = iter(reader.readline, b"")
+    else:
+        reader = open(path, "rb")  # pylint: disable=consider-using-with
+        lines = reader
+    with reader:
+        for line in lines:
+            yield line[:-1] if line.endswith(b"\n") else line
 
-    Raises DataFormatError ("path:line: what is wrong; what was expected") for: an empty file
-    or one without sentences, NUL bytes, bytes that are not UTF-8 (decoded line by line, so the
-    line is named), a line with too few columns to have a tag, a tag that is not `O` or
-    `<B|I|E|S>-<TYPE>`.
-    """
+
+def _check_conll_bytes(path: str, expected_layout: str) -> None:
+    """The whole-file checks of `iter_conll`, made in 1 MiB blocks before any line is parsed:
+    an empty (or whitespace-only) file, then the first NUL byte, each naming its line."""
+    opener = open
+    if "://" in path:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+        opener = tf.io.gfile.GFile
+    has_text, newlines, nul_line = False, 0, None
+    with opener(path, "rb") as reader:
+        for block in iter(lambda: reader.read(1 << 20), b""):
+            has_text = has_text or bool(block.strip())
+            nul = block.find(b"\0")
+            if nul >= 0 and nul_line is None:
+                nul_line = newlines + block.count(b"\n", 0, nul) + 1
+            newlines += block.count(b"\n")
+    if not has_text:
+        raise DataFormatError(f"{path}:1: the file is empty; {expected_layout}")
+    if nul_line is not None:
+        raise DataFormatError(f"{path}:{nul_line}: NUL byte in the text; expected a UTF-8 text "
+                              f"file (is it binary or UTF-16?)")
+
+
+def iter_conll(path: str, tag_column: int = -1) -> Iterator[NerSentence]:
+    """`read_conll` one sentence at a time: memory holds one sentence (and one line), not the
+    file. The same sentences, checks and errors (each naming the same file:line); the
+    whole-file checks (empty file, NUL bytes) run first, over the bytes in blocks, so an error
+    is raised before the first sentence is yielded whenever `read_conll` would raise one of
+    those."""
     if tag_column == 0:
         raise ValueError("tag_column 0 is the token column; the tag must be in another column")
+    path = os.fspath(path)
     min_columns = tag_column + 1 if tag_column > 0 else 1 - tag_column
-    data = files.read_bytes(path)
     expected_layout = ("expected CoNLL lines 'token ... tag' with a blank line between "
                        "sentences")
-    if not data.strip():
-        raise DataFormatError(f"{path}:1: the file is empty; {expected_layout}")
-    nul = data.find(b"\0")
-    if nul >= 0:
-        line = data.count(b"\n", 0, nul) + 1
-        raise DataFormatError(f"{path}:{line}: NUL byte in the text; expected a UTF-8 text "
-                              f"file (is it binary or UTF-16?)")
-    raw_lines = data.split(b"\n")
-    if raw_lines[-1] == b"":
-        raw_lines.pop()  # The newline that ends the last line.
-
-    sentences: List[NerSentence] = []
+    _check_conll_bytes(path, expected_layout)
     words, tags, numbers = [], [], []
-
-    def end_sentence():
-        if words:
-            sentences.append(NerSentence(list(words), list(tags), f"{path}:{numbers[0]}",
-                                         list(numbers)))
-            words.clear()
-            tags.clear()
-            numbers.clear()
-
-    for number, raw in enumerate(raw_lines, start=1):
+    found = False
+    number = 0
+    for number, raw in enumerate(_binary_lines(path), start=1):
         skipped = 0
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw, skipped = raw[3:], 3
@@ -158,12 +171,12 @@ def read_conll(path: str, tag_column: int = -1) -> List[NerSentence]:
             raise DataFormatError(f"{path}:{number}: byte {error.start + skipped + 1} ({bad!r}) "
                                   f"is not UTF-8; expected a UTF-8 text file") from None
         stripped = line.strip(" \t")
-        if not stripped:
-            end_sentence()
-            continue
-        columns = _COLUMN_SEPARATOR.split(stripped)
-        if columns[0] == "-DOCSTART-":
-            end_sentence()
+        columns = _COLUMN_SEPARATOR.split(stripped) if stripped else None
+        if columns is None or columns[0] == "-DOCSTART-":
+            if words:
+                found = True
+                yield NerSentence(words, tags, f"{path}:{numbers[0]}", numbers)
+                words, tags, numbers = [], [], []
             continue
         where = f"{path}:{number}"
         if len(columns) < min_columns:
@@ -175,11 +188,30 @@ def read_conll(path: str, tag_column: int = -1) -> List[NerSentence]:
         words.append(columns[0])
         tags.append(tag)
         numbers.append(number)
-    end_sentence()
-    if not sentences:
-        raise DataFormatError(f"{path}:{len(raw_lines)}: no sentence in the file (only "
+    if words:
+        found = True
+        yield NerSentence(words, tags, f"{path}:{numbers[0]}", numbers)
+    if not found:
+        raise DataFormatError(f"{path}:{number}: no sentence in the file (only "
                               f"-DOCSTART- and blank lines); {expected_layout}")
-    return sentences
+
+
+def read_conll(path: str, tag_column: int = -1) -> List[NerSentence]:
+    """The sentences of a CoNLL-2003-style file, tags exactly as written (`iter_conll` reads
+    them one at a time).
+
+    One token a line: whitespace-separated columns (spaces or tabs), the token in column 0 and
+    its tag in `tag_column` (negative counts from the end; the default -1 is the last column).
+    Sentences are separated by blank lines; `-DOCSTART-` lines (and so the blank line after
+    them) are skipped; the file need not end with a blank line. `\\r\\n` line ends and a UTF-8
+    byte-order mark are accepted.
+
+    Raises DataFormatError ("path:line: what is wrong; what was expected") for: an empty file
+    or one without sentences, NUL bytes, bytes that are not UTF-8 (decoded line by line, so the
+    line is named), a line with too few columns to have a tag, a tag that is not `O` or
+    `<B|I|E|S>-<TYPE>`.
+    """
+    return list(iter_conll(path, tag_column))
 
 
 # ---------------------------------------------------------------------------------------------
