@@ -48,11 +48,12 @@ from bert_tf.files import atomic_write
 from bert_tf.metrics import extract_spans
 
 __all__ = [
-    "SCHEMES", "NerSentence", "NerFile", "NerFeatures", "read_conll", "iter_conll", "detect_scheme",
-    "convert_tags", "model_scheme_for", "model_scheme_of_labels", "load_ner_file",
-    "label_list_from", "check_labels", "window_starts", "max_context_windows",
-    "convert_sentences_to_features", "ner_dataset", "length_sorted_order", "word_predictions",
-    "write_predictions_conll",
+    "SCHEMES", "NerSentence", "NerFile", "NerFeatures", "read_conll", "iter_conll",
+    "detect_scheme", "convert_tags", "model_scheme_for", "model_scheme_of_labels",
+    "load_ner_file", "label_list_from", "check_labels", "window_starts", "max_context_windows",
+    "convert_sentences_to_features", "resolve_stride", "model_sentences_of",
+    "write_ner_features", "open_ner_features", "load_ner_features", "ner_dataset",
+    "length_sorted_order", "word_predictions", "write_predictions_conll",
 ]
 
 SCHEMES = ("IOB1", "BIO", "BIOES")
@@ -524,6 +525,20 @@ class NerFeatures:
                 for n, end in zip(self.row_lengths, ends)]
 
 
+def resolve_stride(max_seq_length: int, stride: Optional[int] = None) -> int:
+    """The window stride `convert_sentences_to_features` uses: `stride`, default
+    max(1, (max_seq_length - 2) // 2); ValueError when it could skip pieces."""
+    if max_seq_length < 3:
+        raise ValueError(f"max_seq_length must be at least 3, got {max_seq_length}")
+    window = max_seq_length - 2
+    if stride is None:
+        stride = max(1, window // 2)
+    if not 1 <= stride <= window:
+        raise ValueError(f"stride must be between 1 and max_seq_length - 2 = {window} (a larger "
+                         f"stride would skip pieces), got {stride}")
+    return int(stride)
+
+
 def convert_sentences_to_features(sentences: Sequence[NerSentence], tokenizer,
                                   label_list: Sequence[str], max_seq_length: int,
                                   stride: Optional[int] = None) -> NerFeatures:
@@ -537,14 +552,8 @@ def convert_sentences_to_features(sentences: Sequence[NerSentence], tokenizer,
     word whose first piece lies inside it labelled; prediction takes each word from the one
     window `max_context_windows` picks. A tag missing from `label_list` is a DataFormatError.
     """
-    if max_seq_length < 3:
-        raise ValueError(f"max_seq_length must be at least 3, got {max_seq_length}")
+    stride = resolve_stride(max_seq_length, stride)
     window = max_seq_length - 2
-    if stride is None:
-        stride = max(1, window // 2)
-    if not 1 <= stride <= window:
-        raise ValueError(f"stride must be between 1 and max_seq_length - 2 = {window} (a larger "
-                         f"stride would skip pieces), got {stride}")
     label_map = {label: i for i, label in enumerate(label_list)}
     cls_id, sep_id, unk_id = tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]", "[UNK]"])
     word_ids = {}  # word -> piece ids: CoNLL words repeat a lot.
@@ -590,6 +599,105 @@ def convert_sentences_to_features(sentences: Sequence[NerSentence], tokenizer,
         owned_word_index=as_int32(owned_word_index), owned_lengths=as_int32(owned_lengths),
         words_per_sentence=as_int32(words_per_sentence), num_split_sentences=int(num_split),
         max_seq_length=int(max_seq_length), stride=int(stride))
+
+
+# Bump when the cached NER feature layout or the conversion rules change.
+_NER_CACHE_VERSION = 1
+_NER_ARRAYS = ("token_ids", "label_ids", "row_lengths", "sentence_index", "window_start",
+               "owned_positions", "owned_word_index", "owned_lengths", "words_per_sentence")
+_NER_CHUNK = 5000  # sentences converted at a time when writing features to disk
+
+
+def model_sentences_of(path: str, tag_column: int, scheme: str,
+                       model_scheme: str) -> Iterator[NerSentence]:
+    """The sentences of `path` (`iter_conll`, one at a time) with their tags converted from
+    the file's `scheme` to `model_scheme` (what features are built from)."""
+    for sentence in iter_conll(path, tag_column):
+        if scheme != model_scheme:
+            sentence = dataclasses.replace(
+                sentence, tags=convert_tags(sentence.tags, scheme, model_scheme))
+        yield sentence
+
+
+def write_ner_features(sentences, directory: str, tokenizer, label_list: Sequence[str],
+                       max_seq_length: int, stride: Optional[int] = None) -> str:
+    """Converts `sentences` (any iterable of model-scheme `NerSentence`s, consumed once)
+    `_NER_CHUNK` at a time with `convert_sentences_to_features` and appends each chunk's
+    arrays to a `bert_tf.data.feature_cache` directory (`sentence_index` made global);
+    written under a temporary name and renamed when complete. Memory: one chunk."""
+    import itertools
+
+    from bert_tf.data import feature_cache
+
+    stride = resolve_stride(max_seq_length, stride)
+    totals = {"num_sentences": 0, "num_windows": 0, "num_split_sentences": 0}
+
+    def chunks():
+        iterator = iter(sentences)
+        while True:
+            chunk = list(itertools.islice(iterator, _NER_CHUNK))
+            if not chunk:
+                return
+            features = convert_sentences_to_features(chunk, tokenizer, label_list,
+                                                     max_seq_length, stride)
+            arrays = {name: getattr(features, name) for name in _NER_ARRAYS}
+            arrays["sentence_index"] = features.sentence_index + totals["num_sentences"]
+            totals["num_sentences"] += features.num_sentences
+            totals["num_windows"] += features.num_windows
+            totals["num_split_sentences"] += features.num_split_sentences
+            yield arrays
+
+    return feature_cache.write_arrays(
+        chunks(), directory, _NER_ARRAYS, dict.fromkeys(_NER_ARRAYS, "<i4"),
+        meta=lambda: dict(totals, max_seq_length=int(max_seq_length), stride=stride),
+        what=f"chunks of {_NER_CHUNK} sentences")
+
+
+def open_ner_features(directory: str) -> NerFeatures:
+    """The features `write_ner_features` wrote, memory-mapped read-only."""
+    from bert_tf.data import feature_cache
+
+    arrays, meta = feature_cache.open_arrays(directory)
+    return NerFeatures(**{name: arrays[name] for name in _NER_ARRAYS},
+                       num_split_sentences=int(meta["num_split_sentences"]),
+                       max_seq_length=int(meta["max_seq_length"]), stride=int(meta["stride"]))
+
+
+def load_ner_features(path: str, tag_column: int, scheme: str, model_scheme: str, tokenizer,
+                      label_list: Sequence[str], max_seq_length: int,
+                      stride: Optional[int] = None, vocab_file: Optional[str] = None,
+                      do_lower_case: bool = True, cache_dir: Optional[str] = None,
+                      tag: str = "") -> NerFeatures:
+    """The features of the CoNLL file `path` (tags in `scheme`, converted to `model_scheme`),
+    sentences streamed from the file (`model_sentences_of`).
+
+    With `cache_dir` (and `vocab_file`), written by `write_ner_features` to
+    `<cache_dir>/<tag>-<key>/` and memory-mapped (memory does not grow with the file; later
+    runs map the same directory; a damaged one is rebuilt). The key covers the file's and the
+    vocabulary's bytes, casing, max_seq_length, stride, tag column, both schemes, the labels
+    and `_NER_CACHE_VERSION`. Without `cache_dir`, converted in memory.
+    """
+    from bert_tf.data import feature_cache
+
+    stride = resolve_stride(max_seq_length, stride)
+    sentences = model_sentences_of(path, tag_column, scheme, model_scheme)
+    if not cache_dir:
+        return convert_sentences_to_features(list(sentences), tokenizer, label_list,
+                                             max_seq_length, stride)
+    if vocab_file is None:
+        raise ValueError("load_ner_features: a cache_dir needs the vocab_file (part of the key)")
+    key = feature_cache.cache_key(
+        ["ner", _NER_CACHE_VERSION, tag, int(tag_column), scheme, model_scheme,
+         list(label_list), bool(do_lower_case), int(max_seq_length), stride],
+        [path, vocab_file])
+    cache_path = os.path.join(cache_dir, f"{tag or 'ner'}-{key}")
+    features, built = feature_cache.load_or_build(
+        cache_path, lambda target: write_ner_features(sentences, target, tokenizer, label_list,
+                                                      max_seq_length, stride),
+        open_ner_features)
+    logging.info("%s: %d sentences, %d windows, features %s %s", path, features.num_sentences,
+                 features.num_windows, "written to" if built else "from cache", cache_path)
+    return features
 
 
 # ---------------------------------------------------------------------------------------------
