@@ -226,15 +226,15 @@ def _check_scheme(scheme: str, what: str = "scheme") -> str:
     return scheme
 
 
-def _tag_sequences(sentences_or_tag_lists, source) -> List[Tuple[List[str], Callable[[int], str]]]:
-    sequences = []
+def _tag_sequences(sentences_or_tag_lists, source) -> Iterator[Tuple[List[str],
+                                                                   Callable[[int], str]]]:
+    """(tags, where(i) -> "path:line") per sentence or tag list, one at a time."""
     for n, item in enumerate(sentences_or_tag_lists):
         if isinstance(item, NerSentence):
-            sequences.append((item.tags, item.where))
+            yield item.tags, item.where
         else:
-            sequences.append((list(item), lambda i, n=n: f"{source or '<tags>'}: sequence "
-                                                         f"{n + 1}, tag {i + 1}"))
-    return sequences
+            yield list(item), (lambda i, n=n: f"{source or '<tags>'}: sequence {n + 1}, "
+                                              f"tag {i + 1}")
 
 
 def _opens_chunk_with_inside(parsed, i) -> bool:
@@ -265,42 +265,61 @@ def detect_scheme(sentences_or_tag_lists: Sequence[Union[NerSentence, Sequence[s
     Takes `NerSentence`s (errors name "path:line") or plain tag lists (errors name `source`
     and the sequence and tag number).
     """
-    sequences = []
-    for tags, where in _tag_sequences(sentences_or_tag_lists, source):
-        sequences.append(([_parse_tag(t, where(i)) for i, t in enumerate(tags)], tags, where))
-    first_bioes = next((where(i) for parsed, _, where in sequences
-                        for i, (prefix, _) in enumerate(parsed) if prefix in ("E", "S")), None)
-    if first_bioes is not None:
-        for parsed, tags, where in sequences:
-            _check_bioes(parsed, tags, where, first_bioes)
-        return "BIOES"
-    b_openings, i_openings = [], []  # (where, tag, what precedes it)
-    for parsed, tags, where in sequences:
+    return _detect_scheme(lambda: _tag_sequences(sentences_or_tag_lists, source), source)[0]
+
+
+def _detect_scheme(sequences: Callable[[], Iterator[Tuple[List[str], Callable[[int], str]]]],
+                   source: str) -> Tuple[str, bool]:
+    """`detect_scheme` over `sequences()` (called twice for a BIOES file: one pass finds the
+    first E-/S- tag and counts the chunk openings, a second checks every BIOES chunk), so the
+    sequences can be streamed from a file; memory holds one sequence and a few counters.
+    Returns (scheme, whether any tag is not O)."""
+    first_bioes, any_entity = None, False
+    openings = {"B": [0, None], "I": [0, None]}  # kind -> [count, first (where, tag, after)]
+    for tags, where in sequences():
+        parsed = [_parse_tag(t, where(i)) for i, t in enumerate(tags)]
         for i, (prefix, entity) in enumerate(parsed):
-            after = "at the sentence start" if i == 0 else f"after {tags[i - 1]!r}"
+            if prefix == "O":
+                continue
+            any_entity = True
+            if prefix in ("E", "S") and first_bioes is None:
+                first_bioes = where(i)
             if _opens_chunk_with_inside(parsed, i):
-                i_openings.append((where(i), tags[i], after))
-            elif prefix == "B" and not (i > 0 and parsed[i - 1] in (("B", entity), ("I", entity))):
-                b_openings.append((where(i), tags[i], after))
-    if not i_openings:
-        return "BIO"
-    if not b_openings:
-        return "IOB1"
-    if len(b_openings) > len(i_openings):
-        scheme, main, stray = "BIO", b_openings, i_openings
+                kind = "I"
+            elif prefix == "B" and not (i > 0 and parsed[i - 1] in (("B", entity),
+                                                                   ("I", entity))):
+                kind = "B"
+            else:
+                continue
+            openings[kind][0] += 1
+            if openings[kind][1] is None:
+                after = "at the sentence start" if i == 0 else f"after {tags[i - 1]!r}"
+                openings[kind][1] = (where(i), tags[i], after)
+    if first_bioes is not None:
+        for tags, where in sequences():
+            parsed = [_parse_tag(t, where(i)) for i, t in enumerate(tags)]
+            _check_bioes(parsed, tags, where, first_bioes)
+        return "BIOES", any_entity
+    (b_count, first_b), (i_count, first_i) = openings["B"], openings["I"]
+    if not i_count:
+        return "BIO", any_entity
+    if not b_count:
+        return "IOB1", any_entity
+    if b_count > i_count:
+        scheme, main, stray, main_first, stray_first = "BIO", b_count, i_count, first_b, first_i
         rule = "B- opens", "I- only continues a chunk"
     else:
-        scheme, main, stray = "IOB1", i_openings, b_openings
+        scheme, main, stray, main_first, stray_first = "IOB1", i_count, b_count, first_i, first_b
         rule = "I- opens", "B- only separates two adjacent chunks of one type"
-    where, tag, after = stray[0]
-    if len(stray) > _TOLERATED_SLIPS * (len(main) + len(stray)):
+    where, tag, after = stray_first
+    if stray > _TOLERATED_SLIPS * (main + stray):
         raise DataFormatError(
             f"{where}: {tag!r} opens a chunk {after}, but the file is {scheme} ({rule[0]} "
-            f"{len(main)} chunks, first at {main[0][0]}) where {rule[1]}; {_ONE_SCHEME}")
+            f"{main} chunks, first at {main_first[0]}) where {rule[1]}; {_ONE_SCHEME}")
     logging.warning("%s: %d of %d chunks open as the %s scheme does not (first: %r %s at %s); "
                     "read as chunk starts, as conlleval reads them", source or where,
-                    len(stray), len(main) + len(stray), scheme, tag, after, where)
-    return scheme
+                    stray, main + stray, scheme, tag, after, where)
+    return scheme, any_entity
 
 
 def _check_bioes(parsed, tags, where, first_bioes):
