@@ -37,18 +37,18 @@ A typical run (what run_ner does)::
 import dataclasses
 import os
 import re
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from absl import logging
 
 from bert_tf.data.classification import DataFormatError, length_sorted_order
 from bert_tf.data import batching
-from bert_tf.files import atomic_write
+from bert_tf.files import atomic_open
 from bert_tf.metrics import extract_spans
 
 __all__ = [
-    "SCHEMES", "NerSentence", "NerFile", "NerFeatures", "read_conll", "iter_conll",
+    "SCHEMES", "NerSentence", "NerFile", "NerSource", "scan_ner_file", "NerFeatures", "read_conll", "iter_conll",
     "detect_scheme", "convert_tags", "model_scheme_for", "model_scheme_of_labels",
     "load_ner_file", "label_list_from", "check_labels", "window_starts", "max_context_windows",
     "convert_sentences_to_features", "resolve_stride", "model_sentences_of",
@@ -419,14 +419,9 @@ def load_ner_file(path: str, tag_column: int = -1, model_scheme: Optional[str] =
     `model_scheme_of_labels(labels)`). A file without any entity (e.g. a test file whose tag
     column is all O) has no detectable scheme; it is taken to be in `model_scheme`.
     """
-    if model_scheme not in (None, "BIO", "BIOES"):
-        raise ValueError(f"model_scheme must be 'BIO' or 'BIOES', not {model_scheme!r}")
     sentences = read_conll(path, tag_column)
-    scheme = detect_scheme(sentences, path)
-    if model_scheme is None:
-        model_scheme = model_scheme_for(scheme)
-    elif all(tag == "O" for s in sentences for tag in s.tags):
-        scheme = model_scheme
+    scheme, model_scheme = _file_schemes(
+        lambda: _tag_sequences(sentences, path), path, model_scheme)
     if scheme == model_scheme:
         model_sentences = sentences
     else:
@@ -434,6 +429,56 @@ def load_ner_file(path: str, tag_column: int = -1, model_scheme: Optional[str] =
                            for s in sentences]
     return NerFile(path=path, scheme=scheme, model_scheme=model_scheme, sentences=sentences,
                    model_sentences=model_sentences)
+
+
+def _file_schemes(sequences, path: str, model_scheme: Optional[str]) -> Tuple[str, str]:
+    """(file scheme, model scheme) as `load_ner_file` documents them."""
+    if model_scheme not in (None, "BIO", "BIOES"):
+        raise ValueError(f"model_scheme must be 'BIO' or 'BIOES', not {model_scheme!r}")
+    scheme, any_entity = _detect_scheme(sequences, path)
+    if model_scheme is None:
+        model_scheme = model_scheme_for(scheme)
+    elif not any_entity:
+        scheme = model_scheme
+    return scheme, model_scheme
+
+
+@dataclasses.dataclass
+class NerSource:
+    """A CoNLL file read sentence by sentence, never held in memory: `load_ner_file`'s
+    `NerFile` for files of any size. `sentences()` and `model_sentences()` stream the file
+    again each time they are called (tags in `scheme` / in `model_scheme`)."""
+
+    path: str
+    tag_column: int
+    scheme: str
+    model_scheme: str
+
+    def sentences(self) -> Iterator[NerSentence]:
+        return iter_conll(self.path, self.tag_column)
+
+    def model_sentences(self) -> Iterator[NerSentence]:
+        return model_sentences_of(self.path, self.tag_column, self.scheme, self.model_scheme)
+
+    def to_file_scheme(self, tag_sequences: Sequence[Sequence[str]]) -> List[List[str]]:
+        return [convert_tags(tags, self.model_scheme, self.scheme) for tags in tag_sequences]
+
+
+def scan_ner_file(path: str, tag_column: int = -1, model_scheme: Optional[str] = None,
+                  scheme: Optional[str] = None) -> NerSource:
+    """`load_ner_file` streaming: the file's scheme is detected (or given as `scheme`) in
+    passes over the file that hold one sentence at a time; every line is checked then (the
+    same errors as `read_conll` and `detect_scheme`)."""
+    path = os.fspath(path)
+    if scheme is None:
+        sequences = lambda: ((s.tags, s.where) for s in iter_conll(path, tag_column))  # noqa: E731
+        scheme, model_scheme = _file_schemes(sequences, path, model_scheme)
+    else:
+        _check_scheme(scheme, "scheme")
+        model_scheme = model_scheme or model_scheme_for(scheme)
+        for _ in iter_conll(path, tag_column):  # every line checked before any slow work
+            pass
+    return NerSource(path=path, tag_column=tag_column, scheme=scheme, model_scheme=model_scheme)
 
 
 def label_list_from(sentences: Sequence[NerSentence]) -> List[str]:
@@ -809,23 +854,31 @@ def word_predictions(features: NerFeatures, per_window, order: Optional[np.ndarr
     return [p.tolist() for p in predictions]
 
 
-def write_predictions_conll(path: str, sentences: Sequence[NerSentence],
+def write_predictions_conll(path: str, sentences: Iterable[NerSentence],
                             predicted_tags: Sequence[Sequence[str]]) -> str:
     """Writes `token gold predicted` lines (one space apart, a blank line after each sentence,
     sentences in file order; -DOCSTART- lines are not repeated) atomically to `path`, the
     input conlleval expects. `gold` is the tag read from the file, so pass the file-scheme
-    `NerFile.sentences` and `NerFile.to_file_scheme(...)` predictions. A test file without
-    gold tags must still have a tag column (e.g. all O): `read_conll` needs one; its tags are
-    then written as the gold column.
+    `NerFile.sentences` (or the stream `NerSource.sentences()`, read one at a time) and
+    `to_file_scheme(...)` predictions. A test file without gold tags must still have a tag
+    column (e.g. all O): `read_conll` needs one; its tags are then written as the gold column.
+    A count or length mismatch is a ValueError and leaves no file.
     """
-    if len(sentences) != len(predicted_tags):
+    if hasattr(sentences, "__len__") and len(sentences) != len(predicted_tags):
         raise ValueError(f"{len(sentences)} sentences but {len(predicted_tags)} predictions")
-    lines = []
-    for sentence, predicted in zip(sentences, predicted_tags):
-        if len(predicted) != len(sentence.words):
-            raise ValueError(f"{sentence.source}: {len(sentence.words)} words but "
-                             f"{len(predicted)} predicted tags")
-        for word, gold, guess in zip(sentence.words, sentence.tags, predicted):
-            lines.append(f"{word} {gold} {guess}\n")
-        lines.append("\n")
-    return atomic_write(path, "".join(lines))
+    with atomic_open(path, "w") as writer:
+        count = 0
+        for sentence in sentences:
+            if count >= len(predicted_tags):
+                raise ValueError(f"{sentence.source}: more sentences than the "
+                                 f"{len(predicted_tags)} predictions")
+            predicted = predicted_tags[count]
+            count += 1
+            if len(predicted) != len(sentence.words):
+                raise ValueError(f"{sentence.source}: {len(sentence.words)} words but "
+                                 f"{len(predicted)} predicted tags")
+            writer.write("".join(f"{word} {gold} {guess}\n" for word, gold, guess
+                                 in zip(sentence.words, sentence.tags, predicted)) + "\n")
+        if count != len(predicted_tags):
+            raise ValueError(f"{count} sentences but {len(predicted_tags)} predictions")
+    return path
