@@ -48,7 +48,8 @@ from bert_tf.files import atomic_open
 from bert_tf.metrics import extract_spans
 
 __all__ = [
-    "SCHEMES", "NerSentence", "NerFile", "NerSource", "scan_ner_file", "NerFeatures", "read_conll", "iter_conll",
+    "SCHEMES", "NerSentence", "NerFile", "NerSource", "scan_ner_file", "NerFeatures",
+    "read_conll", "iter_conll",
     "detect_scheme", "convert_tags", "model_scheme_for", "model_scheme_of_labels",
     "load_ner_file", "label_list_from", "check_labels", "window_starts", "max_context_windows",
     "convert_sentences_to_features", "resolve_stride", "model_sentences_of",
