@@ -164,6 +164,29 @@ def _write_config(work, vocab_size):
     return config
 
 
+def _fine_tune(work, script, extra_flags, data, config, vocab, train_rows, name, part, input_,
+               results):
+    """Runs `script` (the tiny model, max_seq_length 32, 20 training steps of 32, then eval and
+    predict with batch 256) on `data`, measured; appends and prints its row."""
+    output = os.path.join(work, name)
+    steps, batch = 20, 32
+    command = [sys.executable, script] + list(extra_flags) + [
+        f"--data_dir={data}", f"--bert_config_file={config}", f"--vocab_file={vocab}",
+        "--do_lower_case=true", f"--output_dir={output}", "--do_train", "--do_eval",
+        "--do_predict", "--max_seq_length=32", f"--train_batch_size={batch}",
+        "--eval_batch_size=256", "--predict_batch_size=256",
+        f"--num_train_epochs={steps * batch / train_rows}", "--save_checkpoints_steps=1000"]
+    load_before = load()
+    seconds, peak, anon, file_backed, code = run_measured(command,
+                                                          os.path.join(work, f"{name}.log"))
+    row = dict(part=part, input=input_, peak_rss_mib=round(peak), peak_anon_mib=round(anon),
+               file_mib_at_anon_peak=round(file_backed), seconds=round(seconds),
+               exit_code=code, load=f"{load_before:.1f}/{load():.1f}")
+    print(json.dumps(row), flush=True)
+    results.append(row)
+    shutil.rmtree(output, ignore_errors=True)
+
+
 def classifier(work, vocab, words, vocab_size, row_counts, results):
     config = _write_config(work, vocab_size)
     for rows in row_counts:
@@ -172,25 +195,10 @@ def classifier(work, vocab, words, vocab_size, row_counts, results):
         write_tsv(os.path.join(data, "train.tsv"), rows, words)
         write_tsv(os.path.join(data, "dev.tsv"), rows // 10, words)
         write_tsv(os.path.join(data, "test.tsv"), rows // 10, words, with_label=False)
-        output = os.path.join(work, f"out_{rows}")
-        steps, batch = 20, 32
-        command = [sys.executable, "run_classifier.py", "--task_name=generic",
-                   f"--data_dir={data}", f"--bert_config_file={config}", f"--vocab_file={vocab}",
-                   "--do_lower_case=true", f"--output_dir={output}", "--do_train", "--do_eval",
-                   "--do_predict", "--max_seq_length=32", f"--train_batch_size={batch}",
-                   "--eval_batch_size=256", "--predict_batch_size=256",
-                   f"--num_train_epochs={steps * batch / rows}", "--save_checkpoints_steps=1000"]
-        load_before = load()
-        seconds, peak, anon, file_backed, code = run_measured(
-            command, os.path.join(work, f"cls_{rows}.log"))
-        row = dict(part="run_classifier generic", input=f"{rows:,} train rows + 2x{rows // 10:,}",
-                   peak_rss_mib=round(peak), peak_anon_mib=round(anon),
-                   file_mib_at_anon_peak=round(file_backed), seconds=round(seconds),
-                   exit_code=code, load=f"{load_before:.1f}/{load():.1f}")
-        print(json.dumps(row), flush=True)
-        results.append(row)
+        _fine_tune(work, "run_classifier.py", ["--task_name=generic"], data, config, vocab,
+                   rows, f"out_{rows}", "run_classifier generic",
+                   f"{rows:,} train rows + 2x{rows // 10:,}", results)
         shutil.rmtree(data)
-        shutil.rmtree(output, ignore_errors=True)
 
 
 def write_conll(path, sentences, words):
@@ -218,26 +226,10 @@ def ner(work, vocab, vocab_size, words, sentence_counts, results):
         write_conll(os.path.join(data, "train.txt"), sentences, words)
         write_conll(os.path.join(data, "dev.txt"), 500, words)
         write_conll(os.path.join(data, "test.txt"), 500, words)
-        output = os.path.join(work, f"ner_out_{sentences}")
-        steps, batch = 20, 32
-        command = [sys.executable, "run_ner.py", f"--data_dir={data}",
-                   f"--bert_config_file={config}", f"--vocab_file={vocab}",
-                   "--do_lower_case=true", f"--output_dir={output}", "--do_train", "--do_eval",
-                   "--do_predict", "--max_seq_length=32", f"--train_batch_size={batch}",
-                   "--eval_batch_size=256", "--predict_batch_size=256",
-                   f"--num_train_epochs={steps * batch / sentences}",
-                   "--save_checkpoints_steps=1000"]
-        load_before = load()
-        seconds, peak, anon, file_backed, code = run_measured(
-            command, os.path.join(work, f"ner_{sentences}.log"))
-        row = dict(part="run_ner", input=f"{sentences:,} train sentences + 2x500",
-                   peak_rss_mib=round(peak), peak_anon_mib=round(anon),
-                   file_mib_at_anon_peak=round(file_backed), seconds=round(seconds),
-                   exit_code=code, load=f"{load_before:.1f}/{load():.1f}")
-        print(json.dumps(row), flush=True)
-        results.append(row)
+        _fine_tune(work, "run_ner.py", [], data, config, vocab, sentences,
+                   f"ner_out_{sentences}", "run_ner", f"{sentences:,} train sentences + 2x500",
+                   results)
         shutil.rmtree(data)
-        shutil.rmtree(output, ignore_errors=True)
 
 
 def main():

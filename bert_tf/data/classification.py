@@ -670,16 +670,10 @@ def write_features(examples, directory: str, label_list: Sequence[str], max_seq_
     no partial cache). Memory: one chunk of `_CONVERT_CHUNK` examples, whatever the number of
     examples.
     """
-    import itertools
-
     totals = {"count": 0, "num_truncated": 0}
 
     def chunks():
-        iterator = iter(examples)
-        while True:
-            chunk = list(itertools.islice(iterator, _CONVERT_CHUNK))
-            if not chunk:
-                return
+        for chunk in feature_cache.chunked(examples, _CONVERT_CHUNK):
             features = convert_examples_to_features(chunk, label_list, max_seq_length,
                                                     tokenizer, is_regression)
             totals["count"] += len(features)

@@ -11,10 +11,11 @@ damaged one and builds a missing one.
 """
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
-from typing import Callable, Dict, Iterable, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, Sequence, Tuple
 
 import numpy as np
 from absl import logging
@@ -39,6 +40,16 @@ def cache_key(parts: Sequence, paths: Sequence[str]) -> str:
         digest.update(b"\0file\0")
         sha256_of_file(path, digest)
     return digest.hexdigest()[:24]
+
+
+def chunked(items: Iterable, size: int) -> Iterator[list]:
+    """`items` (any iterable, consumed once) as lists of `size` (the last one shorter)."""
+    iterator = iter(items)
+    while True:
+        chunk = list(itertools.islice(iterator, size))
+        if not chunk:
+            return
+        yield chunk
 
 
 def write_arrays(chunks: Iterable[Dict[str, np.ndarray]], directory: str,

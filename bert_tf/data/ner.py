@@ -690,19 +690,13 @@ def write_ner_features(sentences, directory: str, tokenizer, label_list: Sequenc
     `_NER_CHUNK` at a time with `convert_sentences_to_features` and appends each chunk's
     arrays to a `bert_tf.data.feature_cache` directory (`sentence_index` made global);
     written under a temporary name and renamed when complete. Memory: one chunk."""
-    import itertools
-
     from bert_tf.data import feature_cache
 
     stride = resolve_stride(max_seq_length, stride)
     totals = {"num_sentences": 0, "num_windows": 0, "num_split_sentences": 0}
 
     def chunks():
-        iterator = iter(sentences)
-        while True:
-            chunk = list(itertools.islice(iterator, _NER_CHUNK))
-            if not chunk:
-                return
+        for chunk in feature_cache.chunked(sentences, _NER_CHUNK):
             features = convert_sentences_to_features(chunk, tokenizer, label_list,
                                                      max_seq_length, stride)
             arrays = {name: getattr(features, name) for name in _NER_ARRAYS}
