@@ -6,6 +6,10 @@ with the input.
 (b) `run_classifier.py --task_name=generic` (a tiny random-init model, 2 layers, hidden 32) on
     generated TSVs of each `--rows` count: train for a fixed number of steps (20; the data path
     is what grows), then evaluate and predict on dev/test files of a tenth of the rows.
+(c) `run_ner.py` (same tiny model) on generated CoNLL training files of each `--sentences`
+    count (BIO tags, 3-30 words a sentence): train for 20 steps, then evaluate and predict on
+    dev/test files of a FIXED 500 sentences (NER evaluation keeps per-window logits and the
+    dev tags in memory, so only the training file grows here).
 
 Text is drawn from the words of a generated WordPiece vocabulary (words of 1-3 syllables, some
 with `##` suffixes), so it tokenizes into real pieces. Each run is a child process; its peak
@@ -16,6 +20,7 @@ that is deleted at the end.
 
     python benchmarks/memory.py --corpus_mb=10,100,1000 --rows=50000,500000,5000000
     python benchmarks/memory.py --parts=pretraining --corpus_mb=10,100
+    python benchmarks/memory.py --parts=ner --sentences=50000,500000
 """
 
 import argparse
@@ -147,7 +152,8 @@ def pretraining(work, vocab, words, sizes_mb, results, dupe_factor=10):
             os.remove(out)
 
 
-def classifier(work, vocab, words, vocab_size, row_counts, results):
+def _write_config(work, vocab_size):
+    """The tiny model's bert_config.json (2 layers, hidden 32)."""
     config = os.path.join(work, "bert_config.json")
     with open(config, "w") as f:
         json.dump({"vocab_size": vocab_size, "hidden_size": 32, "num_hidden_layers": 2,
@@ -155,31 +161,75 @@ def classifier(work, vocab, words, vocab_size, row_counts, results):
                    "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
                    "max_position_embeddings": 64, "type_vocab_size": 2,
                    "initializer_range": 0.02}, f)
+    return config
+
+
+def _fine_tune(work, script, extra_flags, data, config, vocab, train_rows, name, part, input_,
+               results):
+    """Runs `script` (the tiny model, max_seq_length 32, 20 training steps of 32, then eval and
+    predict with batch 256) on `data`, measured; appends and prints its row."""
+    output = os.path.join(work, name)
+    steps, batch = 20, 32
+    command = [sys.executable, script] + list(extra_flags) + [
+        f"--data_dir={data}", f"--bert_config_file={config}", f"--vocab_file={vocab}",
+        "--do_lower_case=true", f"--output_dir={output}", "--do_train", "--do_eval",
+        "--do_predict", "--max_seq_length=32", f"--train_batch_size={batch}",
+        "--eval_batch_size=256", "--predict_batch_size=256",
+        f"--num_train_epochs={steps * batch / train_rows}", "--save_checkpoints_steps=1000"]
+    load_before = load()
+    seconds, peak, anon, file_backed, code = run_measured(command,
+                                                          os.path.join(work, f"{name}.log"))
+    row = dict(part=part, input=input_, peak_rss_mib=round(peak), peak_anon_mib=round(anon),
+               file_mib_at_anon_peak=round(file_backed), seconds=round(seconds),
+               exit_code=code, load=f"{load_before:.1f}/{load():.1f}")
+    print(json.dumps(row), flush=True)
+    results.append(row)
+    shutil.rmtree(output, ignore_errors=True)
+
+
+def classifier(work, vocab, words, vocab_size, row_counts, results):
+    config = _write_config(work, vocab_size)
     for rows in row_counts:
         data = os.path.join(work, f"tsv_{rows}")
         os.makedirs(data)
         write_tsv(os.path.join(data, "train.tsv"), rows, words)
         write_tsv(os.path.join(data, "dev.tsv"), rows // 10, words)
         write_tsv(os.path.join(data, "test.tsv"), rows // 10, words, with_label=False)
-        output = os.path.join(work, f"out_{rows}")
-        steps, batch = 20, 32
-        command = [sys.executable, "run_classifier.py", "--task_name=generic",
-                   f"--data_dir={data}", f"--bert_config_file={config}", f"--vocab_file={vocab}",
-                   "--do_lower_case=true", f"--output_dir={output}", "--do_train", "--do_eval",
-                   "--do_predict", "--max_seq_length=32", f"--train_batch_size={batch}",
-                   "--eval_batch_size=256", "--predict_batch_size=256",
-                   f"--num_train_epochs={steps * batch / rows}", "--save_checkpoints_steps=1000"]
-        load_before = load()
-        seconds, peak, anon, file_backed, code = run_measured(
-            command, os.path.join(work, f"cls_{rows}.log"))
-        row = dict(part="run_classifier generic", input=f"{rows:,} train rows + 2x{rows // 10:,}",
-                   peak_rss_mib=round(peak), peak_anon_mib=round(anon),
-                   file_mib_at_anon_peak=round(file_backed), seconds=round(seconds),
-                   exit_code=code, load=f"{load_before:.1f}/{load():.1f}")
-        print(json.dumps(row), flush=True)
-        results.append(row)
+        _fine_tune(work, "run_classifier.py", ["--task_name=generic"], data, config, vocab,
+                   rows, f"out_{rows}", "run_classifier generic",
+                   f"{rows:,} train rows + 2x{rows // 10:,}", results)
         shutil.rmtree(data)
-        shutil.rmtree(output, ignore_errors=True)
+
+
+def write_conll(path, sentences, words):
+    rng = random.Random(sentences)
+    types = ["PER", "LOC", "ORG"]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("-DOCSTART- O\n\n")
+        for _ in range(sentences):
+            lines = []
+            for word in sentence(rng, words, 3, 30).split():
+                if rng.random() < 0.15:
+                    lines.append(f"{word} B-{rng.choice(types)}")
+                elif lines and lines[-1].split()[1] != "O" and rng.random() < 0.5:
+                    lines.append(f"{word} I-{lines[-1].split()[1][2:]}")
+                else:
+                    lines.append(f"{word} O")
+            f.write("\n".join(lines) + "\n\n")
+
+
+def ner(work, vocab, vocab_size, words, sentence_counts, results):
+    config = _write_config(work, vocab_size)
+    for sentences in sentence_counts:
+        data = os.path.join(work, f"conll_{sentences}")
+        os.makedirs(data)
+        write_conll(os.path.join(data, "train.txt"), sentences, words)
+        write_conll(os.path.join(data, "dev.txt"), 500, words)
+        write_conll(os.path.join(data, "test.txt"), 500, words)
+        _fine_tune(work, "run_ner.py", [], data, config, vocab, sentences,
+                   f"ner_out_{sentences}", "run_ner", f"{sentences:,} train sentences + 2x500",
+                   results)
+        shutil.rmtree(data)
 
 
 def main():
@@ -187,6 +237,8 @@ def main():
     parser.add_argument("--parts", default="pretraining,classifier")
     parser.add_argument("--corpus_mb", default="10,100")
     parser.add_argument("--rows", default="50000,500000")
+    parser.add_argument("--sentences", default="50000,500000",
+                        help="CoNLL training sentences per run_ner run (part 'ner')")
     parser.add_argument("--dupe_factor", type=int, default=10,
                         help="create_pretraining_data's --dupe_factor (10, the original's "
                              "default; 1 makes a 1 GB corpus feasible on 2 cores; compare peaks "
@@ -207,6 +259,9 @@ def main():
         if "classifier" in parts:
             classifier(work, vocab, words, vocab_size, [int(x) for x in args.rows.split(",")],
                        results)
+        if "ner" in parts:
+            ner(work, vocab, vocab_size, words, [int(x) for x in args.sentences.split(",")],
+                results)
     finally:
         for name in os.listdir(work):
             if name.endswith(".log"):

@@ -74,21 +74,29 @@ class NerSettings(FineTuningSettings):
 
 
 def load_split(settings: NerSettings, split: str, model_scheme: Optional[str] = None):
-    """A `bert_tf.data.ner.NerFile` for `split`, its tags in the file's scheme (detected, or
-    --tag_scheme) and in the model's scheme (`model_scheme`; for training, from the file's)."""
+    """A `bert_tf.data.ner.NerSource` for `split`: the file streamed (never held in memory),
+    its scheme detected (or --tag_scheme) and every line checked; `model_scheme` for
+    dev/test files, from the training file's for training."""
     from bert_tf.data import ner as ner_data
 
     path = settings.data_file(split)
-    if settings.tag_scheme == "auto":
-        return ner_data.load_ner_file(path, settings.tag_column, model_scheme)
-    sentences = ner_data.read_conll(path, settings.tag_column)
-    scheme = settings.tag_scheme
-    model_scheme = model_scheme or ner_data.model_scheme_for(scheme)
-    model_sentences = [dataclasses.replace(s, tags=ner_data.convert_tags(s.tags, scheme,
-                                                                         model_scheme))
-                       for s in sentences]
-    return ner_data.NerFile(path=path, scheme=scheme, model_scheme=model_scheme,
-                            sentences=sentences, model_sentences=model_sentences)
+    forced = None if settings.tag_scheme == "auto" else settings.tag_scheme
+    return ner_data.scan_ner_file(path, settings.tag_column, model_scheme, scheme=forced)
+
+
+def load_features(settings: NerSettings, source, split: str, tokenizer, label_list, model_files):
+    """The windows of `source` (a NerSource), converted chunk by chunk into the feature cache
+    in output_dir/feature_cache and memory-mapped (--cache_features, the default), else in
+    memory."""
+    from bert_tf.data import ner as ner_data
+
+    cache_dir = (os.path.join(settings.output_dir, "feature_cache")
+                 if settings.cache_features else None)
+    return ner_data.load_ner_features(
+        source.path, source.tag_column, source.scheme, source.model_scheme, tokenizer,
+        label_list, settings.max_seq_length, stride=settings.window_stride,
+        vocab_file=model_files.vocab_file, do_lower_case=model_files.do_lower_case,
+        cache_dir=cache_dir, tag=f"ner_{split}")
 
 
 def _saved_label_list(settings: NerSettings) -> Optional[List[str]]:
@@ -160,22 +168,22 @@ def _mean_window_loss(features, per_window, order):
     return total / max(count, 1)
 
 
-def predict_tags(predict_fn, ner_file, tokenizer, label_list, settings, batch_size,
+def predict_tags(predict_fn, features, label_list, batch_size, pad_to_multiple_of=8,
                  length_buckets=None):
-    """(predicted model-scheme tags per sentence, features, per-window logits, order)."""
+    """(predicted model-scheme tags per sentence, per-window logits, order)."""
     from bert_tf.data import ner as ner_data
 
-    features = ner_data.convert_sentences_to_features(
-        ner_file.model_sentences, tokenizer, label_list, settings.max_seq_length,
-        stride=settings.window_stride)
-    logging.info("%s: %d sentences, %d windows (%d sentences longer than max_seq_length %d "
-                 "split into overlapping windows)", ner_file.path, features.num_sentences,
-                 features.num_windows, features.num_split_sentences, settings.max_seq_length)
-    per_window, order = predict_windows(predict_fn, features, batch_size,
-                                        settings.pad_to_multiple_of, length_buckets)
+    per_window, order = predict_windows(predict_fn, features, batch_size, pad_to_multiple_of,
+                                        length_buckets)
     ids = ner_data.word_predictions(features, per_window, order)
     tags = [[label_list[i] for i in sentence] for sentence in ids]
-    return tags, features, per_window, order
+    return tags, per_window, order
+
+
+def _log_windows(path, features, max_seq_length):
+    logging.info("%s: %d sentences, %d windows (%d sentences longer than max_seq_length %d "
+                 "split into overlapping windows)", path, features.num_sentences,
+                 features.num_windows, features.num_split_sentences, max_seq_length)
 
 
 def evaluate(ner_file, predicted_tags, eval_loss, global_step):
@@ -183,7 +191,7 @@ def evaluate(ner_file, predicted_tags, eval_loss, global_step):
     `eval_<name>`), eval_loss and global_step; logs conlleval's table."""
     from bert_tf import metrics
 
-    truth = [s.tags for s in ner_file.model_sentences]
+    truth = [s.tags for s in ner_file.model_sentences()]
     report = metrics.conlleval_report(truth, predicted_tags)
     logging.info("conlleval on %s:\n%s", ner_file.path, metrics.format_conlleval_table(report))
     results = {f"eval_{k}": v for k, v in report.items()}
@@ -217,7 +225,7 @@ def run_ner(settings: NerSettings, strategy=None):
     train_file = dev_file = test_file = None
     if settings.do_train:
         train_file = load_split(settings, "train")
-        label_list = ner_data.label_list_from(train_file.model_sentences)
+        label_list = ner_data.label_list_from(train_file.model_sentences())
         model_scheme = train_file.model_scheme
     else:
         label_list = _saved_label_list(settings)
@@ -228,10 +236,10 @@ def run_ner(settings: NerSettings, strategy=None):
         model_scheme = ner_data.model_scheme_of_labels(label_list)
     if settings.do_eval:
         dev_file = load_split(settings, "dev", model_scheme)
-        ner_data.check_labels(dev_file.model_sentences, label_list)
+        ner_data.check_labels(dev_file.model_sentences(), label_list)
     if settings.do_predict:
         test_file = load_split(settings, "test", model_scheme)
-        ner_data.check_labels(test_file.model_sentences, label_list)
+        ner_data.check_labels(test_file.model_sentences(), label_list)
     logging.info("Labels (%s scheme): %s", model_scheme, label_list)
     finetuning.check_init_checkpoint(settings, model_files.config, "token_classifier",
                                      len(label_list))
@@ -242,9 +250,8 @@ def run_ner(settings: NerSettings, strategy=None):
 
     num_train_steps = train_features = None
     if settings.do_train:
-        train_features = ner_data.convert_sentences_to_features(
-            train_file.model_sentences, tokenizer, label_list, settings.max_seq_length,
-            stride=settings.window_stride)
+        train_features = load_features(settings, train_file, "train", tokenizer, label_list,
+                                       model_files)
         num_train_steps = finetuning.num_train_steps_of(train_features.num_windows, settings)
 
     def loss_fn(features, outputs):
@@ -285,24 +292,28 @@ def run_ner(settings: NerSettings, strategy=None):
     if settings.do_eval:
         start = time.time()
         logging.info("***** Running evaluation *****  batch %d", settings.eval_batch_size)
-        tags, features, per_window, order = predict_tags(predict_fn, dev_file, tokenizer,
-                                                         label_list, settings,
-                                                         settings.eval_batch_size,
-                                                         run.length_buckets)
+        features = load_features(settings, dev_file, "dev", tokenizer, label_list, model_files)
+        _log_windows(dev_file.path, features, settings.max_seq_length)
+        tags, per_window, order = predict_tags(predict_fn, features, label_list,
+                                               settings.eval_batch_size,
+                                               settings.pad_to_multiple_of, run.length_buckets)
         results = evaluate(dev_file, tags, _mean_window_loss(features, per_window, order),
                            global_step)
+        del per_window
         finetuning.write_eval_results(settings.output_dir, results)
         ner_data.write_predictions_conll(os.path.join(settings.output_dir, "dev_predictions.txt"),
-                                         dev_file.sentences, dev_file.to_file_scheme(tags))
+                                         dev_file.sentences(), dev_file.to_file_scheme(tags))
         timings["eval_seconds"] = time.time() - start
 
     if settings.do_predict:
         start = time.time()
         logging.info("***** Running prediction *****  batch %d", settings.predict_batch_size)
-        tags, _, _, _ = predict_tags(predict_fn, test_file, tokenizer, label_list, settings,
-                                     settings.predict_batch_size, run.length_buckets)
+        features = load_features(settings, test_file, "test", tokenizer, label_list, model_files)
+        _log_windows(test_file.path, features, settings.max_seq_length)
+        tags, _, _ = predict_tags(predict_fn, features, label_list, settings.predict_batch_size,
+                                  settings.pad_to_multiple_of, run.length_buckets)
         ner_data.write_predictions_conll(
-            os.path.join(settings.output_dir, "test_predictions.txt"), test_file.sentences,
+            os.path.join(settings.output_dir, "test_predictions.txt"), test_file.sentences(),
             test_file.to_file_scheme(tags))
         timings["predict_seconds"] = time.time() - start
 

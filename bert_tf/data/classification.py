@@ -22,8 +22,6 @@ Three layers, top to bottom:
 
 import csv
 import dataclasses
-import hashlib
-import json
 import os
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -31,10 +29,10 @@ import numpy as np
 from absl import logging
 
 from bert_tf import files
-from bert_tf.data import batching
+from bert_tf.data import batching, feature_cache
 
 # Bump when the cached feature layout or the conversion rules change.
-_FEATURE_CACHE_VERSION = 2  # 2: a directory of memory-mappable arrays
+_FEATURE_CACHE_VERSION = 3  # 2: a directory of memory-mappable arrays; 3: typed meta.json
 
 
 DataFormatError = files.DataFormatError  # input that does not have the expected layout
@@ -651,23 +649,13 @@ def convert_examples_to_features(examples: Sequence[InputExample], label_list: S
         guids=guids, num_truncated=int(num_truncated), max_seq_length=max_seq_length)
 
 
-def _sha256_of_file(path, digest):
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-
-
 def feature_cache_key(source_file: str, vocab_file: str, do_lower_case: bool, max_seq_length: int,
                       task: str, label_list: Sequence[str], extra: str = "") -> str:
     """A digest of everything the features depend on: the data file's and vocabulary's bytes,
     the casing, max_seq_length, the task's layout and its labels."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps([_FEATURE_CACHE_VERSION, task, list(label_list), bool(do_lower_case),
-                              int(max_seq_length), extra]).encode())
-    _sha256_of_file(source_file, digest)
-    digest.update(b"\0vocab\0")
-    _sha256_of_file(vocab_file, digest)
-    return digest.hexdigest()[:24]
+    return feature_cache.cache_key(
+        [_FEATURE_CACHE_VERSION, task, list(label_list), bool(do_lower_case),
+         int(max_seq_length), extra], [source_file, vocab_file])
 
 
 _FEATURE_ARRAYS = ("token_ids", "row_lengths", "first_segment_lengths", "label_ids")
@@ -677,84 +665,35 @@ _CONVERT_CHUNK = 10000  # examples tokenized at a time when writing features to 
 def write_features(examples, directory: str, label_list: Sequence[str], max_seq_length: int,
                    tokenizer, is_regression: bool = False) -> str:
     """Tokenizes `examples` (any iterable, consumed once) chunk by chunk into `directory`:
-    one raw little-endian file per array of `ClassificationFeatures` plus `meta.json`.
-
-    The files are written into a temporary directory beside `directory` that is renamed to it
-    only when complete, so an interrupted run leaves no partial cache under the final name.
-    Memory: one chunk of `_CONVERT_CHUNK` examples, whatever the number of examples.
+    the arrays of `ClassificationFeatures` as a `bert_tf.data.feature_cache` directory
+    (written under a temporary name and renamed when complete, so an interrupted run leaves
+    no partial cache). Memory: one chunk of `_CONVERT_CHUNK` examples, whatever the number of
+    examples.
     """
-    import itertools
-    import shutil
-    import tempfile
+    totals = {"count": 0, "num_truncated": 0}
 
-    parent = os.path.dirname(os.path.abspath(directory))
-    os.makedirs(parent, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=os.path.basename(directory) + ".tmp-", dir=parent)
-    try:
-        outputs = {name: open(os.path.join(scratch, name + ".bin"), "wb")
-                   for name in _FEATURE_ARRAYS}
-        count = truncated = 0
-        label_dtype = None
-        try:
-            examples = iter(examples)
-            while True:
-                chunk = list(itertools.islice(examples, _CONVERT_CHUNK))
-                if not chunk:
-                    break
-                features = convert_examples_to_features(chunk, label_list, max_seq_length,
-                                                        tokenizer, is_regression)
-                for name in _FEATURE_ARRAYS:
-                    outputs[name].write(getattr(features, name).astype(
-                        getattr(features, name).dtype.newbyteorder("<")).tobytes())
-                label_dtype = features.label_ids.dtype.str
-                count += len(features)
-                truncated += features.num_truncated
-                if count % (20 * _CONVERT_CHUNK) == 0:
-                    logging.info("tokenized %d examples", count)
-        finally:
-            for f in outputs.values():
-                f.close()
-        meta = {"count": count, "num_truncated": truncated, "max_seq_length": max_seq_length,
-                "label_dtype": label_dtype or ("<f4" if is_regression else "<i4"),
-                "tokens": os.path.getsize(os.path.join(scratch, "token_ids.bin")) // 4}
-        with open(os.path.join(scratch, "meta.json"), "w", encoding="utf-8") as f:
-            json.dump(meta, f)
-        if os.path.isdir(directory):  # another run finished the same features first
-            shutil.rmtree(scratch)
-        else:
-            os.rename(scratch, directory)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    return directory
+    def chunks():
+        for chunk in feature_cache.chunked(examples, _CONVERT_CHUNK):
+            features = convert_examples_to_features(chunk, label_list, max_seq_length,
+                                                    tokenizer, is_regression)
+            totals["count"] += len(features)
+            totals["num_truncated"] += features.num_truncated
+            yield {name: getattr(features, name) for name in _FEATURE_ARRAYS}
+
+    dtypes = {"token_ids": "<i4", "row_lengths": "<i4", "first_segment_lengths": "<i4",
+              "label_ids": "<f4" if is_regression else "<i4"}
+    return feature_cache.write_arrays(
+        chunks(), directory, _FEATURE_ARRAYS, dtypes,
+        meta=lambda: dict(totals, max_seq_length=int(max_seq_length)),
+        what=f"chunks of {_CONVERT_CHUNK} examples")
 
 
 def open_features(directory: str) -> ClassificationFeatures:
     """The features `write_features` wrote, memory-mapped read-only (pages are read from disk
     as batches need them; nothing is loaded up front). `guids` is None."""
-    with open(os.path.join(directory, "meta.json"), encoding="utf-8") as f:
-        meta = json.load(f)
-
-    def mapped(name, dtype, length):
-        if length == 0:
-            return np.zeros(0, dtype)
-        return np.memmap(os.path.join(directory, name + ".bin"), dtype=dtype, mode="r",
-                         shape=(length,))
-
-    count = meta["count"]
-    for name, itemsize, length in (("token_ids", 4, meta["tokens"]), ("row_lengths", 4, count),
-                                   ("first_segment_lengths", 4, count),
-                                   ("label_ids", 4, count)):
-        path = os.path.join(directory, name + ".bin")
-        if not os.path.isfile(path) or os.path.getsize(path) != itemsize * length:
-            raise DataFormatError(f"{path}: expected {itemsize * length} bytes for {length} "
-                                  f"values as {directory}/meta.json says; the feature cache is "
-                                  f"damaged (delete the directory to rebuild it)")
+    arrays, meta = feature_cache.open_arrays(directory)
     return ClassificationFeatures(
-        token_ids=mapped("token_ids", "<i4", meta["tokens"]),
-        row_lengths=mapped("row_lengths", "<i4", count),
-        first_segment_lengths=mapped("first_segment_lengths", "<i4", count),
-        label_ids=mapped("label_ids", meta["label_dtype"], count), guids=None,
+        **{name: arrays[name] for name in _FEATURE_ARRAYS}, guids=None,
         num_truncated=int(meta["num_truncated"]), max_seq_length=int(meta["max_seq_length"]))
 
 
@@ -784,21 +723,14 @@ def load_features(processor: DataProcessor, data_dir: str, split: str, tokenizer
     key = feature_cache_key(source, vocab_file, do_lower_case, max_seq_length, processor.name,
                             label_list, extra=tag + layout)
     cache_path = os.path.join(cache_dir, f"{tag}-{key}")
-    if os.path.isfile(os.path.join(cache_path, "meta.json")):
-        try:
-            features = open_features(cache_path)
-        except (DataFormatError, ValueError, KeyError) as error:
-            logging.warning("%s; rebuilding it", error)
-            import shutil
-
-            shutil.rmtree(cache_path)
-        else:
-            logging.info("%s: %d examples, features from cache %s (%d truncated to %d tokens)",
-                         tag, len(features), cache_path, features.num_truncated, max_seq_length)
-            return features
-    write_features(examples, cache_path, label_list, max_seq_length, tokenizer,
-                   processor.is_regression)
-    features = open_features(cache_path)
+    features, built = feature_cache.load_or_build(
+        cache_path, lambda path: write_features(examples, path, label_list, max_seq_length,
+                                                tokenizer, processor.is_regression),
+        open_features)
+    if not built:
+        logging.info("%s: %d examples, features from cache %s (%d truncated to %d tokens)",
+                     tag, len(features), cache_path, features.num_truncated, max_seq_length)
+        return features
     logging.info("%s: %d examples from %s, %d truncated to max_seq_length %d; cached in %s",
                  tag, len(features), source, features.num_truncated, max_seq_length, cache_path)
     return features

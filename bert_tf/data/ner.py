@@ -35,24 +35,26 @@ A typical run (what run_ner does)::
 """
 
 import dataclasses
+import os
 import re
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from absl import logging
 
 from bert_tf.data.classification import DataFormatError, length_sorted_order
-from bert_tf import files
 from bert_tf.data import batching
-from bert_tf.files import atomic_write
+from bert_tf.files import atomic_open
 from bert_tf.metrics import extract_spans
 
 __all__ = [
-    "SCHEMES", "NerSentence", "NerFile", "NerFeatures", "read_conll", "detect_scheme",
-    "convert_tags", "model_scheme_for", "model_scheme_of_labels", "load_ner_file",
-    "label_list_from", "check_labels", "window_starts", "max_context_windows",
-    "convert_sentences_to_features", "ner_dataset", "length_sorted_order", "word_predictions",
-    "write_predictions_conll",
+    "SCHEMES", "NerSentence", "NerFile", "NerSource", "scan_ner_file", "NerFeatures",
+    "read_conll", "iter_conll",
+    "detect_scheme", "convert_tags", "model_scheme_for", "model_scheme_of_labels",
+    "load_ner_file", "label_list_from", "check_labels", "window_starts", "max_context_windows",
+    "convert_sentences_to_features", "resolve_stride", "model_sentences_of",
+    "write_ner_features", "open_ner_features", "load_ner_features", "ner_dataset",
+    "length_sorted_order", "word_predictions", "write_predictions_conll",
 ]
 
 SCHEMES = ("IOB1", "BIO", "BIOES")
@@ -103,49 +105,62 @@ def _parse_tag(tag: str, where: str) -> Tuple[str, str]:
     return prefix, entity
 
 
-def read_conll(path: str, tag_column: int = -1) -> List[NerSentence]:
-    """The sentences of a CoNLL-2003-style file, tags exactly as written.
+def _binary_lines(path: str) -> Iterator[bytes]:
+    """The lines of a local or remote file as bytes, each without its b"\\n", one at a time
+    (a file ending with b"\\n" has no empty last line)."""
+    if "://" in path:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    One token a line: whitespace-separated columns (spaces or tabs), the token in column 0 and
-    its tag in `tag_column` (negative counts from the end; the default -1 is the last column).
-    Sentences are separated by blank lines; `-DOCSTART-` lines (and so the blank line after
-    them) are skipped; the file need not end with a blank line. `\\r\\n` line ends and a UTF-8
-    byte-order mark are accepted.
+        reader = tf.io.gfile.GFile(path, "rb")
+        lines = iter(reader.readline, b"")
+    else:
+        reader = open(path, "rb")  # pylint: disable=consider-using-with
+        lines = reader
+    with reader:
+        for line in lines:
+            yield line[:-1] if line.endswith(b"\n") else line
 
-    Raises DataFormatError ("path:line: what is wrong; what was expected") for: an empty file
-    or one without sentences, NUL bytes, bytes that are not UTF-8 (decoded line by line, so the
-    line is named), a line with too few columns to have a tag, a tag that is not `O` or
-    `<B|I|E|S>-<TYPE>`.
-    """
+
+def _check_conll_bytes(path: str, expected_layout: str) -> None:
+    """The whole-file checks of `iter_conll`, made in 1 MiB blocks before any line is parsed:
+    an empty (or whitespace-only) file, then the first NUL byte, each naming its line."""
+    opener = open
+    if "://" in path:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+        opener = tf.io.gfile.GFile
+    has_text, newlines, nul_line = False, 0, None
+    with opener(path, "rb") as reader:
+        for block in iter(lambda: reader.read(1 << 20), b""):
+            has_text = has_text or bool(block.strip())
+            nul = block.find(b"\0")
+            if nul >= 0 and nul_line is None:
+                nul_line = newlines + block.count(b"\n", 0, nul) + 1
+            newlines += block.count(b"\n")
+    if not has_text:
+        raise DataFormatError(f"{path}:1: the file is empty; {expected_layout}")
+    if nul_line is not None:
+        raise DataFormatError(f"{path}:{nul_line}: NUL byte in the text; expected a UTF-8 text "
+                              f"file (is it binary or UTF-16?)")
+
+
+def iter_conll(path: str, tag_column: int = -1) -> Iterator[NerSentence]:
+    """`read_conll` one sentence at a time: memory holds one sentence (and one line), not the
+    file. The same sentences, checks and errors (each naming the same file:line); the
+    whole-file checks (empty file, NUL bytes) run first, over the bytes in blocks, so an error
+    is raised before the first sentence is yielded whenever `read_conll` would raise one of
+    those."""
     if tag_column == 0:
         raise ValueError("tag_column 0 is the token column; the tag must be in another column")
+    path = os.fspath(path)
     min_columns = tag_column + 1 if tag_column > 0 else 1 - tag_column
-    data = files.read_bytes(path)
     expected_layout = ("expected CoNLL lines 'token ... tag' with a blank line between "
                        "sentences")
-    if not data.strip():
-        raise DataFormatError(f"{path}:1: the file is empty; {expected_layout}")
-    nul = data.find(b"\0")
-    if nul >= 0:
-        line = data.count(b"\n", 0, nul) + 1
-        raise DataFormatError(f"{path}:{line}: NUL byte in the text; expected a UTF-8 text "
-                              f"file (is it binary or UTF-16?)")
-    raw_lines = data.split(b"\n")
-    if raw_lines[-1] == b"":
-        raw_lines.pop()  # The newline that ends the last line.
-
-    sentences: List[NerSentence] = []
+    _check_conll_bytes(path, expected_layout)
     words, tags, numbers = [], [], []
-
-    def end_sentence():
-        if words:
-            sentences.append(NerSentence(list(words), list(tags), f"{path}:{numbers[0]}",
-                                         list(numbers)))
-            words.clear()
-            tags.clear()
-            numbers.clear()
-
-    for number, raw in enumerate(raw_lines, start=1):
+    found = False
+    number = 0
+    for number, raw in enumerate(_binary_lines(path), start=1):
         skipped = 0
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw, skipped = raw[3:], 3
@@ -158,12 +173,12 @@ def read_conll(path: str, tag_column: int = -1) -> List[NerSentence]:
             raise DataFormatError(f"{path}:{number}: byte {error.start + skipped + 1} ({bad!r}) "
                                   f"is not UTF-8; expected a UTF-8 text file") from None
         stripped = line.strip(" \t")
-        if not stripped:
-            end_sentence()
-            continue
-        columns = _COLUMN_SEPARATOR.split(stripped)
-        if columns[0] == "-DOCSTART-":
-            end_sentence()
+        columns = _COLUMN_SEPARATOR.split(stripped) if stripped else None
+        if columns is None or columns[0] == "-DOCSTART-":
+            if words:
+                found = True
+                yield NerSentence(words, tags, f"{path}:{numbers[0]}", numbers)
+                words, tags, numbers = [], [], []
             continue
         where = f"{path}:{number}"
         if len(columns) < min_columns:
@@ -175,11 +190,30 @@ def read_conll(path: str, tag_column: int = -1) -> List[NerSentence]:
         words.append(columns[0])
         tags.append(tag)
         numbers.append(number)
-    end_sentence()
-    if not sentences:
-        raise DataFormatError(f"{path}:{len(raw_lines)}: no sentence in the file (only "
+    if words:
+        found = True
+        yield NerSentence(words, tags, f"{path}:{numbers[0]}", numbers)
+    if not found:
+        raise DataFormatError(f"{path}:{number}: no sentence in the file (only "
                               f"-DOCSTART- and blank lines); {expected_layout}")
-    return sentences
+
+
+def read_conll(path: str, tag_column: int = -1) -> List[NerSentence]:
+    """The sentences of a CoNLL-2003-style file, tags exactly as written (`iter_conll` reads
+    them one at a time).
+
+    One token a line: whitespace-separated columns (spaces or tabs), the token in column 0 and
+    its tag in `tag_column` (negative counts from the end; the default -1 is the last column).
+    Sentences are separated by blank lines; `-DOCSTART-` lines (and so the blank line after
+    them) are skipped; the file need not end with a blank line. `\\r\\n` line ends and a UTF-8
+    byte-order mark are accepted.
+
+    Raises DataFormatError ("path:line: what is wrong; what was expected") for: an empty file
+    or one without sentences, NUL bytes, bytes that are not UTF-8 (decoded line by line, so the
+    line is named), a line with too few columns to have a tag, a tag that is not `O` or
+    `<B|I|E|S>-<TYPE>`.
+    """
+    return list(iter_conll(path, tag_column))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,15 +227,15 @@ def _check_scheme(scheme: str, what: str = "scheme") -> str:
     return scheme
 
 
-def _tag_sequences(sentences_or_tag_lists, source) -> List[Tuple[List[str], Callable[[int], str]]]:
-    sequences = []
+def _tag_sequences(sentences_or_tag_lists, source) -> Iterator[Tuple[List[str],
+                                                                   Callable[[int], str]]]:
+    """(tags, where(i) -> "path:line") per sentence or tag list, one at a time."""
     for n, item in enumerate(sentences_or_tag_lists):
         if isinstance(item, NerSentence):
-            sequences.append((item.tags, item.where))
+            yield item.tags, item.where
         else:
-            sequences.append((list(item), lambda i, n=n: f"{source or '<tags>'}: sequence "
-                                                         f"{n + 1}, tag {i + 1}"))
-    return sequences
+            yield list(item), (lambda i, n=n: f"{source or '<tags>'}: sequence {n + 1}, "
+                                              f"tag {i + 1}")
 
 
 def _opens_chunk_with_inside(parsed, i) -> bool:
@@ -232,42 +266,61 @@ def detect_scheme(sentences_or_tag_lists: Sequence[Union[NerSentence, Sequence[s
     Takes `NerSentence`s (errors name "path:line") or plain tag lists (errors name `source`
     and the sequence and tag number).
     """
-    sequences = []
-    for tags, where in _tag_sequences(sentences_or_tag_lists, source):
-        sequences.append(([_parse_tag(t, where(i)) for i, t in enumerate(tags)], tags, where))
-    first_bioes = next((where(i) for parsed, _, where in sequences
-                        for i, (prefix, _) in enumerate(parsed) if prefix in ("E", "S")), None)
-    if first_bioes is not None:
-        for parsed, tags, where in sequences:
-            _check_bioes(parsed, tags, where, first_bioes)
-        return "BIOES"
-    b_openings, i_openings = [], []  # (where, tag, what precedes it)
-    for parsed, tags, where in sequences:
+    return _detect_scheme(lambda: _tag_sequences(sentences_or_tag_lists, source), source)[0]
+
+
+def _detect_scheme(sequences: Callable[[], Iterator[Tuple[List[str], Callable[[int], str]]]],
+                   source: str) -> Tuple[str, bool]:
+    """`detect_scheme` over `sequences()` (called twice for a BIOES file: one pass finds the
+    first E-/S- tag and counts the chunk openings, a second checks every BIOES chunk), so the
+    sequences can be streamed from a file; memory holds one sequence and a few counters.
+    Returns (scheme, whether any tag is not O)."""
+    first_bioes, any_entity = None, False
+    openings = {"B": [0, None], "I": [0, None]}  # kind -> [count, first (where, tag, after)]
+    for tags, where in sequences():
+        parsed = [_parse_tag(t, where(i)) for i, t in enumerate(tags)]
         for i, (prefix, entity) in enumerate(parsed):
-            after = "at the sentence start" if i == 0 else f"after {tags[i - 1]!r}"
+            if prefix == "O":
+                continue
+            any_entity = True
+            if prefix in ("E", "S") and first_bioes is None:
+                first_bioes = where(i)
             if _opens_chunk_with_inside(parsed, i):
-                i_openings.append((where(i), tags[i], after))
-            elif prefix == "B" and not (i > 0 and parsed[i - 1] in (("B", entity), ("I", entity))):
-                b_openings.append((where(i), tags[i], after))
-    if not i_openings:
-        return "BIO"
-    if not b_openings:
-        return "IOB1"
-    if len(b_openings) > len(i_openings):
-        scheme, main, stray = "BIO", b_openings, i_openings
+                kind = "I"
+            elif prefix == "B" and not (i > 0 and parsed[i - 1] in (("B", entity),
+                                                                   ("I", entity))):
+                kind = "B"
+            else:
+                continue
+            openings[kind][0] += 1
+            if openings[kind][1] is None:
+                after = "at the sentence start" if i == 0 else f"after {tags[i - 1]!r}"
+                openings[kind][1] = (where(i), tags[i], after)
+    if first_bioes is not None:
+        for tags, where in sequences():
+            parsed = [_parse_tag(t, where(i)) for i, t in enumerate(tags)]
+            _check_bioes(parsed, tags, where, first_bioes)
+        return "BIOES", any_entity
+    (b_count, first_b), (i_count, first_i) = openings["B"], openings["I"]
+    if not i_count:
+        return "BIO", any_entity
+    if not b_count:
+        return "IOB1", any_entity
+    if b_count > i_count:
+        scheme, main, stray, main_first, stray_first = "BIO", b_count, i_count, first_b, first_i
         rule = "B- opens", "I- only continues a chunk"
     else:
-        scheme, main, stray = "IOB1", i_openings, b_openings
+        scheme, main, stray, main_first, stray_first = "IOB1", i_count, b_count, first_i, first_b
         rule = "I- opens", "B- only separates two adjacent chunks of one type"
-    where, tag, after = stray[0]
-    if len(stray) > _TOLERATED_SLIPS * (len(main) + len(stray)):
+    where, tag, after = stray_first
+    if stray > _TOLERATED_SLIPS * (main + stray):
         raise DataFormatError(
             f"{where}: {tag!r} opens a chunk {after}, but the file is {scheme} ({rule[0]} "
-            f"{len(main)} chunks, first at {main[0][0]}) where {rule[1]}; {_ONE_SCHEME}")
+            f"{main} chunks, first at {main_first[0]}) where {rule[1]}; {_ONE_SCHEME}")
     logging.warning("%s: %d of %d chunks open as the %s scheme does not (first: %r %s at %s); "
                     "read as chunk starts, as conlleval reads them", source or where,
-                    len(stray), len(main) + len(stray), scheme, tag, after, where)
-    return scheme
+                    stray, main + stray, scheme, tag, after, where)
+    return scheme, any_entity
 
 
 def _check_bioes(parsed, tags, where, first_bioes):
@@ -367,14 +420,9 @@ def load_ner_file(path: str, tag_column: int = -1, model_scheme: Optional[str] =
     `model_scheme_of_labels(labels)`). A file without any entity (e.g. a test file whose tag
     column is all O) has no detectable scheme; it is taken to be in `model_scheme`.
     """
-    if model_scheme not in (None, "BIO", "BIOES"):
-        raise ValueError(f"model_scheme must be 'BIO' or 'BIOES', not {model_scheme!r}")
     sentences = read_conll(path, tag_column)
-    scheme = detect_scheme(sentences, path)
-    if model_scheme is None:
-        model_scheme = model_scheme_for(scheme)
-    elif all(tag == "O" for s in sentences for tag in s.tags):
-        scheme = model_scheme
+    scheme, model_scheme = _file_schemes(
+        lambda: _tag_sequences(sentences, path), path, model_scheme)
     if scheme == model_scheme:
         model_sentences = sentences
     else:
@@ -382,6 +430,56 @@ def load_ner_file(path: str, tag_column: int = -1, model_scheme: Optional[str] =
                            for s in sentences]
     return NerFile(path=path, scheme=scheme, model_scheme=model_scheme, sentences=sentences,
                    model_sentences=model_sentences)
+
+
+def _file_schemes(sequences, path: str, model_scheme: Optional[str]) -> Tuple[str, str]:
+    """(file scheme, model scheme) as `load_ner_file` documents them."""
+    if model_scheme not in (None, "BIO", "BIOES"):
+        raise ValueError(f"model_scheme must be 'BIO' or 'BIOES', not {model_scheme!r}")
+    scheme, any_entity = _detect_scheme(sequences, path)
+    if model_scheme is None:
+        model_scheme = model_scheme_for(scheme)
+    elif not any_entity:
+        scheme = model_scheme
+    return scheme, model_scheme
+
+
+@dataclasses.dataclass
+class NerSource:
+    """A CoNLL file read sentence by sentence, never held in memory: `load_ner_file`'s
+    `NerFile` for files of any size. `sentences()` and `model_sentences()` stream the file
+    again each time they are called (tags in `scheme` / in `model_scheme`)."""
+
+    path: str
+    tag_column: int
+    scheme: str
+    model_scheme: str
+
+    def sentences(self) -> Iterator[NerSentence]:
+        return iter_conll(self.path, self.tag_column)
+
+    def model_sentences(self) -> Iterator[NerSentence]:
+        return model_sentences_of(self.path, self.tag_column, self.scheme, self.model_scheme)
+
+    def to_file_scheme(self, tag_sequences: Sequence[Sequence[str]]) -> List[List[str]]:
+        return [convert_tags(tags, self.model_scheme, self.scheme) for tags in tag_sequences]
+
+
+def scan_ner_file(path: str, tag_column: int = -1, model_scheme: Optional[str] = None,
+                  scheme: Optional[str] = None) -> NerSource:
+    """`load_ner_file` streaming: the file's scheme is detected (or given as `scheme`) in
+    passes over the file that hold one sentence at a time; every line is checked then (the
+    same errors as `read_conll` and `detect_scheme`)."""
+    path = os.fspath(path)
+    if scheme is None:
+        sequences = lambda: ((s.tags, s.where) for s in iter_conll(path, tag_column))  # noqa: E731
+        scheme, model_scheme = _file_schemes(sequences, path, model_scheme)
+    else:
+        _check_scheme(scheme, "scheme")
+        model_scheme = model_scheme or model_scheme_for(scheme)
+        for _ in iter_conll(path, tag_column):  # every line checked before any slow work
+            pass
+    return NerSource(path=path, tag_column=tag_column, scheme=scheme, model_scheme=model_scheme)
 
 
 def label_list_from(sentences: Sequence[NerSentence]) -> List[str]:
@@ -492,6 +590,20 @@ class NerFeatures:
                 for n, end in zip(self.row_lengths, ends)]
 
 
+def resolve_stride(max_seq_length: int, stride: Optional[int] = None) -> int:
+    """The window stride `convert_sentences_to_features` uses: `stride`, default
+    max(1, (max_seq_length - 2) // 2); ValueError when it could skip pieces."""
+    if max_seq_length < 3:
+        raise ValueError(f"max_seq_length must be at least 3, got {max_seq_length}")
+    window = max_seq_length - 2
+    if stride is None:
+        stride = max(1, window // 2)
+    if not 1 <= stride <= window:
+        raise ValueError(f"stride must be between 1 and max_seq_length - 2 = {window} (a larger "
+                         f"stride would skip pieces), got {stride}")
+    return int(stride)
+
+
 def convert_sentences_to_features(sentences: Sequence[NerSentence], tokenizer,
                                   label_list: Sequence[str], max_seq_length: int,
                                   stride: Optional[int] = None) -> NerFeatures:
@@ -505,14 +617,8 @@ def convert_sentences_to_features(sentences: Sequence[NerSentence], tokenizer,
     word whose first piece lies inside it labelled; prediction takes each word from the one
     window `max_context_windows` picks. A tag missing from `label_list` is a DataFormatError.
     """
-    if max_seq_length < 3:
-        raise ValueError(f"max_seq_length must be at least 3, got {max_seq_length}")
+    stride = resolve_stride(max_seq_length, stride)
     window = max_seq_length - 2
-    if stride is None:
-        stride = max(1, window // 2)
-    if not 1 <= stride <= window:
-        raise ValueError(f"stride must be between 1 and max_seq_length - 2 = {window} (a larger "
-                         f"stride would skip pieces), got {stride}")
     label_map = {label: i for i, label in enumerate(label_list)}
     cls_id, sep_id, unk_id = tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]", "[UNK]"])
     word_ids = {}  # word -> piece ids: CoNLL words repeat a lot.
@@ -558,6 +664,99 @@ def convert_sentences_to_features(sentences: Sequence[NerSentence], tokenizer,
         owned_word_index=as_int32(owned_word_index), owned_lengths=as_int32(owned_lengths),
         words_per_sentence=as_int32(words_per_sentence), num_split_sentences=int(num_split),
         max_seq_length=int(max_seq_length), stride=int(stride))
+
+
+# Bump when the cached NER feature layout or the conversion rules change.
+_NER_CACHE_VERSION = 1
+_NER_ARRAYS = ("token_ids", "label_ids", "row_lengths", "sentence_index", "window_start",
+               "owned_positions", "owned_word_index", "owned_lengths", "words_per_sentence")
+_NER_CHUNK = 5000  # sentences converted at a time when writing features to disk
+
+
+def model_sentences_of(path: str, tag_column: int, scheme: str,
+                       model_scheme: str) -> Iterator[NerSentence]:
+    """The sentences of `path` (`iter_conll`, one at a time) with their tags converted from
+    the file's `scheme` to `model_scheme` (what features are built from)."""
+    for sentence in iter_conll(path, tag_column):
+        if scheme != model_scheme:
+            sentence = dataclasses.replace(
+                sentence, tags=convert_tags(sentence.tags, scheme, model_scheme))
+        yield sentence
+
+
+def write_ner_features(sentences, directory: str, tokenizer, label_list: Sequence[str],
+                       max_seq_length: int, stride: Optional[int] = None) -> str:
+    """Converts `sentences` (any iterable of model-scheme `NerSentence`s, consumed once)
+    `_NER_CHUNK` at a time with `convert_sentences_to_features` and appends each chunk's
+    arrays to a `bert_tf.data.feature_cache` directory (`sentence_index` made global);
+    written under a temporary name and renamed when complete. Memory: one chunk."""
+    from bert_tf.data import feature_cache
+
+    stride = resolve_stride(max_seq_length, stride)
+    totals = {"num_sentences": 0, "num_windows": 0, "num_split_sentences": 0}
+
+    def chunks():
+        for chunk in feature_cache.chunked(sentences, _NER_CHUNK):
+            features = convert_sentences_to_features(chunk, tokenizer, label_list,
+                                                     max_seq_length, stride)
+            arrays = {name: getattr(features, name) for name in _NER_ARRAYS}
+            arrays["sentence_index"] = features.sentence_index + totals["num_sentences"]
+            totals["num_sentences"] += features.num_sentences
+            totals["num_windows"] += features.num_windows
+            totals["num_split_sentences"] += features.num_split_sentences
+            yield arrays
+
+    return feature_cache.write_arrays(
+        chunks(), directory, _NER_ARRAYS, dict.fromkeys(_NER_ARRAYS, "<i4"),
+        meta=lambda: dict(totals, max_seq_length=int(max_seq_length), stride=stride),
+        what=f"chunks of {_NER_CHUNK} sentences")
+
+
+def open_ner_features(directory: str) -> NerFeatures:
+    """The features `write_ner_features` wrote, memory-mapped read-only."""
+    from bert_tf.data import feature_cache
+
+    arrays, meta = feature_cache.open_arrays(directory)
+    return NerFeatures(**{name: arrays[name] for name in _NER_ARRAYS},
+                       num_split_sentences=int(meta["num_split_sentences"]),
+                       max_seq_length=int(meta["max_seq_length"]), stride=int(meta["stride"]))
+
+
+def load_ner_features(path: str, tag_column: int, scheme: str, model_scheme: str, tokenizer,
+                      label_list: Sequence[str], max_seq_length: int,
+                      stride: Optional[int] = None, vocab_file: Optional[str] = None,
+                      do_lower_case: bool = True, cache_dir: Optional[str] = None,
+                      tag: str = "") -> NerFeatures:
+    """The features of the CoNLL file `path` (tags in `scheme`, converted to `model_scheme`),
+    sentences streamed from the file (`model_sentences_of`).
+
+    With `cache_dir` (and `vocab_file`), written by `write_ner_features` to
+    `<cache_dir>/<tag>-<key>/` and memory-mapped (memory does not grow with the file; later
+    runs map the same directory; a damaged one is rebuilt). The key covers the file's and the
+    vocabulary's bytes, casing, max_seq_length, stride, tag column, both schemes, the labels
+    and `_NER_CACHE_VERSION`. Without `cache_dir`, converted in memory.
+    """
+    from bert_tf.data import feature_cache
+
+    stride = resolve_stride(max_seq_length, stride)
+    sentences = model_sentences_of(path, tag_column, scheme, model_scheme)
+    if not cache_dir:
+        return convert_sentences_to_features(list(sentences), tokenizer, label_list,
+                                             max_seq_length, stride)
+    if vocab_file is None:
+        raise ValueError("load_ner_features: a cache_dir needs the vocab_file (part of the key)")
+    key = feature_cache.cache_key(
+        ["ner", _NER_CACHE_VERSION, tag, int(tag_column), scheme, model_scheme,
+         list(label_list), bool(do_lower_case), int(max_seq_length), stride],
+        [path, vocab_file])
+    cache_path = os.path.join(cache_dir, f"{tag or 'ner'}-{key}")
+    features, built = feature_cache.load_or_build(
+        cache_path, lambda target: write_ner_features(sentences, target, tokenizer, label_list,
+                                                      max_seq_length, stride),
+        open_ner_features)
+    logging.info("%s: %d sentences, %d windows, features %s %s", path, features.num_sentences,
+                 features.num_windows, "written to" if built else "from cache", cache_path)
+    return features
 
 
 # ---------------------------------------------------------------------------------------------
@@ -650,23 +849,31 @@ def word_predictions(features: NerFeatures, per_window, order: Optional[np.ndarr
     return [p.tolist() for p in predictions]
 
 
-def write_predictions_conll(path: str, sentences: Sequence[NerSentence],
+def write_predictions_conll(path: str, sentences: Iterable[NerSentence],
                             predicted_tags: Sequence[Sequence[str]]) -> str:
     """Writes `token gold predicted` lines (one space apart, a blank line after each sentence,
     sentences in file order; -DOCSTART- lines are not repeated) atomically to `path`, the
     input conlleval expects. `gold` is the tag read from the file, so pass the file-scheme
-    `NerFile.sentences` and `NerFile.to_file_scheme(...)` predictions. A test file without
-    gold tags must still have a tag column (e.g. all O): `read_conll` needs one; its tags are
-    then written as the gold column.
+    `NerFile.sentences` (or the stream `NerSource.sentences()`, read one at a time) and
+    `to_file_scheme(...)` predictions. A test file without gold tags must still have a tag
+    column (e.g. all O): `read_conll` needs one; its tags are then written as the gold column.
+    A count or length mismatch is a ValueError and leaves no file.
     """
-    if len(sentences) != len(predicted_tags):
+    if hasattr(sentences, "__len__") and len(sentences) != len(predicted_tags):
         raise ValueError(f"{len(sentences)} sentences but {len(predicted_tags)} predictions")
-    lines = []
-    for sentence, predicted in zip(sentences, predicted_tags):
-        if len(predicted) != len(sentence.words):
-            raise ValueError(f"{sentence.source}: {len(sentence.words)} words but "
-                             f"{len(predicted)} predicted tags")
-        for word, gold, guess in zip(sentence.words, sentence.tags, predicted):
-            lines.append(f"{word} {gold} {guess}\n")
-        lines.append("\n")
-    return atomic_write(path, "".join(lines))
+    with atomic_open(path, "w") as writer:
+        count = 0
+        for sentence in sentences:
+            if count >= len(predicted_tags):
+                raise ValueError(f"{sentence.source}: more sentences than the "
+                                 f"{len(predicted_tags)} predictions")
+            predicted = predicted_tags[count]
+            count += 1
+            if len(predicted) != len(sentence.words):
+                raise ValueError(f"{sentence.source}: {len(sentence.words)} words but "
+                                 f"{len(predicted)} predicted tags")
+            writer.write("".join(f"{word} {gold} {guess}\n" for word, gold, guess
+                                 in zip(sentence.words, sentence.tags, predicted)) + "\n")
+        if count != len(predicted_tags):
+            raise ValueError(f"{count} sentences but {len(predicted_tags)} predictions")
+    return path
