@@ -71,6 +71,7 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.INFO)
     if demo.no_flags_given(sys.argv):
+        cli.import_tensorflow_quietly()  # the demo is the first thing a new user runs: no banner
         demo.run_demo()
         return
     from bert_tf.pretraining import PretrainingSettings, run_pretraining

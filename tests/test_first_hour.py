@@ -347,3 +347,20 @@ def test_the_onednn_int64_notice_is_hidden_unless_the_user_sets_the_log_level():
     assert out.strip() == chosen_out.strip() == "[[1], [2]]"
     assert err == "", err  # nothing at all: no banner, no cuInit, no oneDNN notice
     assert "oneDNN supports DT_INT64 only on platforms with AVX-512" in chosen_err
+
+
+def test_the_demo_starts_without_tensorflow_s_banner(tmp_path):
+    # run_pretraining.py with no flags runs the demo; its real start-up (flag parsing, the
+    # quiet TensorFlow import) runs, only the five-step demo body is replaced by an import of
+    # Keras (which imports TensorFlow: the banner would print there) to keep this fast.
+    code = ("import sys, runpy; import bert_tf.demo as demo\n"
+            "def body(): import keras; print('demo body ran')\n"
+            "demo.run_demo = body\n"
+            f"sys.argv = [{os.path.join(REPO, 'run_pretraining.py')!r}]\n"
+            f"runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), capture_output=True,
+                            text=True, timeout=300, env=dict(env, PYTHONPATH=REPO))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "demo body ran" in result.stdout
+    assert not [noise for noise in NOISE if noise in result.stderr], result.stderr[-2000:]
