@@ -131,78 +131,45 @@ def _policy(keras, name):
 
 
 # ---------------------------------------------------------------------------------- systems
-def bert_tf_infer(modules, size, policy, batch):
+def _encoder_infer(modules, size, policy, batch, variant="graph"):
+    """One BertEncoder forward of a random batch, as a zero-argument timed call: `graph` a
+    tf.function, `xla` the same compiled by XLA, `frozen` bert_tf.inference.frozen_forward
+    (variables as constants; the package under test)."""
     import keras
     import tensorflow as tf
 
-    layers, hidden = SIZES[size]
     config = modules["config"].BertConfig.preset(size)
     with _policy(keras, policy):
         model = modules["models"].BertEncoder(config)
     _trained_like(model)
     data = _random_batch(batch)
     inputs = {k: tf.constant(data[k]) for k in ("input_ids", "input_mask", "segment_ids")}
+    if variant == "frozen":
+        from bert_tf import inference
 
-    @tf.function
+        frozen = inference.frozen_forward(model, outputs=["sequence_output"])
+        return lambda: frozen(inputs)["sequence_output"].numpy()
+
+    @tf.function(jit_compile=variant == "xla")
     def forward(features):
         outputs = model(features, training=False)
         return outputs["sequence_output"], outputs["pooled_output"]
 
-    def call():
-        forward(inputs)[0].numpy()
+    return lambda: forward(inputs)[0].numpy()
 
-    return call
+
+def bert_tf_infer(modules, size, policy, batch):
+    return _encoder_infer(modules, size, policy, batch)
 
 
 def bert_tf_frozen_infer(modules, size, policy, batch):
     """bert_tf_infer's forward, with the model's variables frozen into graph constants."""
-    import keras
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    config = modules["config"].BertConfig.preset(size)
-    with _policy(keras, policy):
-        model = modules["models"].BertEncoder(config)
-    _trained_like(model)
-    data = _random_batch(batch)
-    names = ("input_ids", "input_mask", "segment_ids")
-    inputs = {k: tf.constant(data[k]) for k in names}
-    spec = {k: tf.TensorSpec([None, None], tf.int32, name=k) for k in names}
-
-    @tf.function(input_signature=[spec])
-    def forward(features):
-        outputs = model(features, training=False)
-        return outputs["sequence_output"], outputs["pooled_output"]
-
-    frozen = convert_variables_to_constants_v2(forward.get_concrete_function())
-
-    def call():
-        frozen(**inputs)[0].numpy()
-
-    return call
+    return _encoder_infer(modules, size, policy, batch, "frozen")
 
 
 def bert_tf_xla_infer(modules, size, policy, batch):
     """bert_tf_infer's forward compiled by XLA."""
-    import keras
-    import tensorflow as tf
-
-    config = modules["config"].BertConfig.preset(size)
-    with _policy(keras, policy):
-        model = modules["models"].BertEncoder(config)
-    _trained_like(model)
-    data = _random_batch(batch)
-    inputs = {k: tf.constant(data[k]) for k in ("input_ids", "input_mask", "segment_ids")}
-
-    @tf.function(jit_compile=True)
-    def forward(features):
-        outputs = model(features, training=False)
-        return outputs["sequence_output"], outputs["pooled_output"]
-
-    def call():
-        forward(inputs)[0].numpy()
-
-    return call
+    return _encoder_infer(modules, size, policy, batch, "xla")
 
 
 VARIANTS = {"bert_tf_frozen": bert_tf_frozen_infer, "bert_tf_xla": bert_tf_xla_infer}

@@ -47,10 +47,10 @@ def padded_width(longest: int, pad_to_multiple_of: int = 8,
     return -(-longest // multiple) * multiple
 
 
-def static_batch_shape(batch_size: int, drop_remainder: bool,
+def static_batch_shape(batch_dim: Optional[int],
                        length_buckets: Optional[Sequence[int]] = None) -> List[Optional[int]]:
-    """The [batch, length] shape a pipeline can promise: the batch size when remainders are
-    dropped, the length when there is one bucket; None where it varies."""
+    """The [batch, length] shape a pipeline can promise: `batch_dim` as the index batches give
+    it (static when remainders are dropped, else None), the length when there is one bucket."""
     length = int(length_buckets[0]) if length_buckets is not None and len(length_buckets) == 1 \
         else None
-    return [int(batch_size) if drop_remainder else None, length]
+    return [batch_dim, length]

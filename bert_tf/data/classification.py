@@ -841,8 +841,7 @@ def classification_dataset(features: ClassificationFeatures, batch_size: int, is
 
     dataset = index_batches(len(features), batch_size, is_training, seed, order, drop_remainder,
                             input_context, shuffle_buffer_size)
-    shape = batching.static_batch_shape(dataset.element_spec.shape[0] or batch_size,
-                                        dataset.element_spec.shape[0] is not None, length_buckets)
+    shape = batching.static_batch_shape(dataset.element_spec.shape[0], length_buckets)
 
     @tf.autograph.experimental.do_not_convert  # plain TF calls; nothing to convert
     def to_batch(indices):

@@ -797,8 +797,7 @@ def ner_dataset(features: NerFeatures, batch_size: int, is_training: bool,
 
     dataset = index_batches(features.num_windows, batch_size, is_training, seed, order,
                             drop_remainder, input_context)
-    shape = batching.static_batch_shape(dataset.element_spec.shape[0] or batch_size,
-                                        dataset.element_spec.shape[0] is not None, length_buckets)
+    shape = batching.static_batch_shape(dataset.element_spec.shape[0], length_buckets)
 
     @tf.autograph.experimental.do_not_convert  # plain TF calls; nothing to convert
     def to_batch(indices):
