@@ -164,7 +164,9 @@ def test_block_has_separate_dropouts(hidden_rate, attention_rate):
     inference = block(x, mask, training=False).numpy()
     assert np.abs(block(x, mask, training=True).numpy() - inference).max() > 1e-4
     none = BertTransformerBlock(H, 4, 32, "gelu", 0.0, 0.0)
-    np.testing.assert_array_equal(none(x, mask, training=True), none(x, mask, training=False))
+    # Training runs the fused kernels (bert_tf.layers.fused): the same math, other roundings.
+    np.testing.assert_allclose(none(x, mask, training=True), none(x, mask, training=False),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_pooler_is_tanh_dense_on_first_token():

@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from bert_tf.layers import fused
 from bert_tf.layers.dense import BertDense
 from bert_tf.layers.utils import build_once, truncated_normal
 
@@ -97,6 +98,12 @@ class BertSelfAttention(keras.layers.Layer):
         return "float32" if self.compute_dtype == "float16" else self.compute_dtype
 
     def call(self, hidden_states, attention_mask, training=None):
+        context = self.context(hidden_states, attention_mask, training=training)
+        shape = tf.shape(hidden_states)
+        return self.output_dense(tf.reshape(context, [shape[0], shape[1], self.hidden_size]))
+
+    def context(self, hidden_states, attention_mask, training=None):
+        """The heads' attention-weighted values, [batch·seq, hidden], before `output_dense`."""
         shape = tf.shape(hidden_states)
         batch, seq = shape[0], shape[1]
         dtype = self.compute_dtype
@@ -120,12 +127,12 @@ class BertSelfAttention(keras.layers.Layer):
         scores = scores + ops.cast(attention_bias(attention_mask), scores_dtype)
         probs = tf.nn.softmax(scores, axis=-1)
         probs = ops.cast(probs, dtype)
-        probs = self.attention_dropout(probs, training=training)
+        if training:
+            probs = fused.dropout_like(self.attention_dropout, probs)
 
         context = tf.matmul(probs, value)  # [batch, heads, seq, head_size]
         context = tf.transpose(context, [0, 2, 1, 3])
-        context = tf.reshape(context, [batch, seq, self.hidden_size])
-        return self.output_dense(context)
+        return tf.reshape(context, [batch * seq, self.hidden_size])
 
     def get_config(self):
         config = super().get_config()

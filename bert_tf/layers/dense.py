@@ -14,6 +14,12 @@ class BertDense(keras.layers.Dense):
     remapper fuse MatMul + BiasAdd (+ activation) into one oneDNN kernel.
     """
 
+    def product(self, inputs):
+        """inputs · kernel without the bias, as a [rows, units] matrix (inputs [..., in])."""
+        dtype = self.compute_dtype
+        flat = tf.reshape(tf.cast(inputs, dtype), [-1, tf.shape(inputs)[-1]])
+        return tf.matmul(flat, tf.cast(self.kernel, dtype))
+
     def call(self, inputs, training=None):
         shape = tf.shape(inputs)
         flat = tf.reshape(inputs, [-1, shape[-1]])

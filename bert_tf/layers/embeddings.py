@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from bert_tf.layers import fused
 from bert_tf.layers.layer_norm import BertLayerNorm
 from bert_tf.layers.utils import build_once, truncated_normal
 
@@ -83,7 +84,9 @@ class BertEmbeddings(keras.layers.Layer):
         positions = ops.expand_dims(ops.arange(seq_length, dtype="int32"), 0)
         embeddings = embeddings + self.position_embeddings(positions)
         embeddings = self.layer_norm(embeddings)
-        return self.dropout(embeddings, training=training)
+        if training:
+            return fused.dropout_like(self.dropout, embeddings)
+        return embeddings
 
     def get_config(self):
         config = super().get_config()

@@ -1,7 +1,10 @@
 """The original post-LayerNorm transformer block."""
 
 import keras
+import tensorflow as tf
+from keras import ops
 
+from bert_tf.layers import fused
 from bert_tf.layers.activations import get_activation
 from bert_tf.layers.attention import BertSelfAttention
 from bert_tf.layers.dense import BertDense
@@ -87,6 +90,8 @@ class BertTransformerBlock(keras.layers.Layer):
         self.built = True
 
     def call(self, hidden_states, attention_mask, training=None):
+        if training:
+            return self._train_call(hidden_states, attention_mask)
         attention_output = self.attention(hidden_states, attention_mask, training=training)
         attention_output = self.attention_dropout(attention_output, training=training)
         attention_output = self.attention_layer_norm(hidden_states + attention_output)
@@ -94,6 +99,39 @@ class BertTransformerBlock(keras.layers.Layer):
         layer_output = self.output_dense(self.intermediate(attention_output))
         layer_output = self.output_dropout(layer_output, training=training)
         return self.output_layer_norm(attention_output + layer_output)
+
+    def _train_call(self, hidden_states, attention_mask):
+        # The same block through bert_tf.layers.fused: the bias, dropout, residual add and
+        # LayerNorm after each sublayer's matrix product as one pass forward and one backward,
+        # and the intermediate bias + GELU likewise.
+        shape = tf.shape(hidden_states)
+        dtype = self.compute_dtype
+        hidden = tf.reshape(ops.cast(hidden_states, dtype), [-1, self.hidden_size])
+        context = self.attention.context(hidden_states, attention_mask, training=True)
+        attention_output = self._add_norm(
+            self.attention.output_dense, context, hidden, self.attention_dropout,
+            self.attention_layer_norm,
+        )
+        intermediate = self.intermediate.product(attention_output)
+        bias = ops.cast(self.intermediate.bias, dtype)
+        if self.hidden_act == "gelu":
+            intermediate = fused.bias_gelu(intermediate, bias)
+        else:
+            intermediate = self.intermediate.activation(tf.nn.bias_add(intermediate, bias))
+        layer_output = self._add_norm(
+            self.output_dense, intermediate, attention_output, self.output_dropout,
+            self.output_layer_norm,
+        )
+        return tf.reshape(layer_output, shape)
+
+    def _add_norm(self, dense, inputs, residual, dropout, layer_norm):
+        rate = dropout.rate
+        seed = fused.seed_from(dropout.seed_generator) if rate else None
+        return fused.bias_dropout_add_norm(
+            dense.product(inputs), ops.cast(dense.bias, self.compute_dtype), residual,
+            ops.cast(layer_norm.gamma, "float32"), ops.cast(layer_norm.beta, "float32"),
+            layer_norm.epsilon, rate, seed,
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,192 @@
+"""Training-time kernels: the elementwise work around BERT's matrix products in single passes.
+
+A BERT training step on CPU spends as much time in elementwise TensorFlow ops as in its
+matrix products: the tanh GELU is about ten ops forward and twenty backward, each a full pass
+over the [tokens, intermediate] activations (bfloat16 ones converted element by element by
+Eigen); each hidden dropout draws a float per element and then multiplies, adds the residual
+and normalises in separate passes; BiasAdd's gradient is one more. The functions here compute
+the same things with an explicit gradient, forward and backward each compiled by XLA into
+one loop (XLA differentiating a compiled function by itself produces a much slower kernel):
+
+* `bias_gelu(y, bias)`: gelu(y + bias), the original's tanh approximation;
+* `bias_dropout_add_norm(...)`: LayerNorm(residual + dropout(y + bias)), the end of both
+  sublayers of the original's transformer block;
+* `dropout(x, rate, seed)`: the attention-probability and embedding dropouts.
+
+Arithmetic is in float32 with one rounding to the compute dtype at the end (bfloat16 and
+float16 compute gain precision over the op-by-op versions; float32 is the same math, rounded
+differently by a few ulps). Dropout draws 16 random bits per element (two elements per 32-bit
+Philox draw: drawing is most of a dropout's cost) and drops an element when its bits are below
+round(rate · 2^16), so the drop probability is `rate` rounded to a multiple of 2^-16
+(0.1 → 0.1000061); kept elements are scaled by 1 / (1 − rate). Only the training path of
+bert_tf's layers uses these; inference is untouched.
+"""
+
+import math
+
+import tensorflow as tf
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+_GELU_A = 0.044715
+_BITS = 16
+
+
+def _xla(fn):
+    return tf.function(fn, jit_compile=True, autograph=False, reduce_retracing=True)
+
+
+# ------------------------------------------------------------------------------------ GELU
+@_xla
+def _bias_gelu_forward(y, bias):
+    x = tf.cast(y, tf.float32) + tf.cast(bias, tf.float32)
+    inner = _GELU_C * (x + _GELU_A * x * x * x)
+    return tf.cast(0.5 * x * (1.0 + tf.tanh(inner)), y.dtype)
+
+
+@_xla
+def _bias_gelu_backward(y, bias, upstream):
+    x = tf.cast(y, tf.float32) + tf.cast(bias, tf.float32)
+    t = tf.tanh(_GELU_C * (x + _GELU_A * x * x * x))
+    slope = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _GELU_C * (1.0 + 3.0 * _GELU_A * x * x)
+    grad = tf.cast(upstream, tf.float32) * slope
+    return tf.cast(grad, y.dtype), tf.cast(tf.reduce_sum(grad, axis=0), bias.dtype)
+
+
+@tf.custom_gradient
+def bias_gelu(y, bias):
+    """gelu(y + bias) for y [tokens, units], bias [units]: 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³)))."""
+
+    def grad(upstream):
+        return _bias_gelu_backward(y, bias, upstream)
+
+    return _bias_gelu_forward(y, bias), grad
+
+
+# --------------------------------------------------------------------------------- dropout
+def keep_threshold(rate):
+    """Elements whose 16 random bits are below this are dropped: round(rate · 2^16)."""
+    return int(round(float(rate) * (1 << _BITS)))
+
+
+def seed_from(generator):
+    """A fresh int32 [2] stateless seed from a Keras SeedGenerator (advances it by one)."""
+    seed = generator.next()
+    if seed.dtype != tf.int32:
+        # Keras keeps the state as int64; stateless random ops take int32 (as keras does).
+        seed = tf.cast(tf.math.floormod(seed, tf.int32.max - 1), tf.int32)
+    return seed
+
+
+def random_bits(shape, seed):
+    """uint16 random bits of `shape` (a 1-D int tensor) from half as many uint32 Philox draws."""
+    count = tf.reduce_prod(shape)
+    draws = tf.random.stateless_uniform(
+        [(count + 1) // 2], seed, minval=None, maxval=None, dtype=tf.uint32
+    )
+    bits = tf.reshape(tf.bitcast(draws, tf.uint16), [-1])
+    return tf.reshape(bits[:count], shape)
+
+
+def _keep(bits, threshold):
+    return bits >= tf.constant(threshold, tf.uint16)
+
+
+@_xla
+def _masked_scale(x, bits, threshold, scale):
+    kept = tf.cast(x, tf.float32) * scale
+    return tf.cast(tf.where(_keep(bits, threshold), kept, 0.0), x.dtype)
+
+
+def dropout(x, rate, seed):
+    """Inverted dropout of `x` with probability `rate` (see the module docstring)."""
+    if not rate:
+        return x
+    threshold, scale = keep_threshold(rate), 1.0 / (1.0 - float(rate))
+    bits = random_bits(tf.shape(x), seed)
+
+    @tf.custom_gradient
+    def apply(x):
+        def grad(upstream):
+            return _masked_scale(upstream, bits, threshold, scale)
+
+        return _masked_scale(x, bits, threshold, scale), grad
+
+    return apply(x)
+
+
+def dropout_like(layer, x):
+    """`dropout` with a keras Dropout layer's rate and seed generator (its training call)."""
+    if not layer.rate:
+        return x
+    return dropout(x, layer.rate, seed_from(layer.seed_generator))
+
+
+# ------------------------------------------------- bias + dropout + residual + LayerNorm
+def _moments(total):
+    mean = tf.reduce_mean(total, axis=-1, keepdims=True)
+    variance = tf.reduce_mean(tf.math.squared_difference(total, mean), axis=-1, keepdims=True)
+    return mean, variance
+
+
+@_xla
+def _add_norm_forward(y, bias, residual, bits, gamma, beta, epsilon, threshold, scale):
+    hidden = tf.cast(y, tf.float32) + tf.cast(bias, tf.float32)
+    if bits is not None:
+        hidden = tf.where(_keep(bits, threshold), hidden * scale, 0.0)
+    # The sum rounded to the compute dtype, as the unfused block's add is; forward and backward
+    # both normalise this rounded value.
+    total = tf.cast(tf.cast(residual, tf.float32) + hidden, y.dtype)
+    total32 = tf.cast(total, tf.float32)
+    mean, variance = _moments(total32)
+    factor = tf.math.rsqrt(variance + epsilon) * gamma
+    return tf.cast(total32 * factor + (beta - mean * factor), y.dtype), total
+
+
+@_xla
+def _add_norm_backward(total, bits, gamma, upstream, epsilon, threshold, scale):
+    dtype = total.dtype
+    total = tf.cast(total, tf.float32)
+    upstream = tf.cast(upstream, tf.float32)
+    mean, variance = _moments(total)
+    inverse_std = tf.math.rsqrt(variance + epsilon)
+    normalized = (total - mean) * inverse_std
+    grad_gamma = tf.reduce_sum(upstream * normalized, axis=0)
+    grad_beta = tf.reduce_sum(upstream, axis=0)
+    grad_normalized = upstream * gamma
+    grad_total = inverse_std * (
+        grad_normalized
+        - tf.reduce_mean(grad_normalized, axis=-1, keepdims=True)
+        - normalized * tf.reduce_mean(grad_normalized * normalized, axis=-1, keepdims=True)
+    )
+    grad_hidden = grad_total
+    if bits is not None:
+        grad_hidden = tf.where(_keep(bits, threshold), grad_total * scale, 0.0)
+    return (tf.cast(grad_hidden, dtype), tf.cast(tf.reduce_sum(grad_hidden, axis=0), dtype),
+            tf.cast(grad_total, dtype), grad_gamma, grad_beta)
+
+
+def bias_dropout_add_norm(y, bias, residual, gamma, beta, epsilon, rate, seed):
+    """LayerNorm(residual + dropout(y + bias)) over the last axis, in one pass each way.
+
+    Args:
+      y: [tokens, hidden] matrix product without its bias, in the compute dtype.
+      bias: [hidden]; residual: [tokens, hidden]; gamma, beta: float32 [hidden].
+      epsilon: the LayerNorm epsilon; rate: the dropout rate (0: none); seed: int32 [2].
+    Returns [tokens, hidden] in y's dtype.
+    """
+    threshold, scale = keep_threshold(rate), 1.0 / (1.0 - float(rate))
+    bits = random_bits(tf.shape(y), seed) if rate else None
+    epsilon = float(epsilon)
+
+    @tf.custom_gradient
+    def apply(y, bias, residual, gamma, beta):
+        output, total = _add_norm_forward(
+            y, bias, residual, bits, gamma, beta, epsilon, threshold, scale
+        )
+
+        def grad(upstream):
+            return _add_norm_backward(total, bits, gamma, upstream, epsilon, threshold, scale)
+
+        return output, grad
+
+    return apply(y, bias, residual, gamma, beta)
