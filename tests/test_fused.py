@@ -132,3 +132,32 @@ def test_add_norm_with_dropout_drops_the_sublayer_not_the_residual():
     assert 0.5 < keep.mean() < 0.9
     want = _layer_norm64(residual + np.where(keep, (y + bias) / (1 - rate), 0.0), gamma, beta, eps)
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+
+
+def test_attention_probs_softmax_gradient_and_dropout():
+    rng = np.random.default_rng(5)
+    scores = rng.normal(size=(2, 3, 4, 6)) * 3
+    mask = np.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], np.float32)
+    bias = ((1.0 - mask) * -10000.0)[:, None, None, :]
+    weights = rng.normal(size=scores.shape)
+    x = tf.constant(scores, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        probs = fused.attention_probs(x, tf.constant(bias), 0.5, 0.0, None)
+        loss = tf.reduce_sum(probs * weights)
+    grad = tape.gradient(loss, x)
+    logits = scores * 0.5 + bias
+    want = np.exp(logits - logits.max(-1, keepdims=True))
+    want /= want.sum(-1, keepdims=True)
+    np.testing.assert_allclose(probs, want, rtol=1e-5, atol=1e-7)
+    assert np.all(probs.numpy()[0, :, :, 4:] == 0)
+    ref = tf.constant(scores, tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(ref)
+        ref_loss = tf.reduce_sum(tf.nn.softmax(ref * 0.5 + bias, axis=-1) * weights)
+    np.testing.assert_allclose(grad, tape.gradient(ref_loss, ref), rtol=1e-4, atol=1e-6)
+
+    seed = tf.constant([13, 14], tf.int32)
+    dropped = fused.attention_probs(x, tf.constant(bias), 0.5, 0.2, seed).numpy()
+    keep = fused.random_bits(tf.constant(scores.shape), seed).numpy() >= fused.keep_threshold(0.2)
+    np.testing.assert_allclose(dropped, np.where(keep, want / 0.8, 0.0), rtol=1e-5, atol=1e-7)

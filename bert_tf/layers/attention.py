@@ -119,16 +119,20 @@ class BertSelfAttention(keras.layers.Layer):
         qkv = tf.reshape(qkv, [batch, seq, 3, self.num_heads, self.head_size])
         query, key, value = tf.unstack(tf.transpose(qkv, [2, 0, 3, 1, 4]), num=3)
 
-        scores_dtype = self._scores_dtype()
         scores = tf.matmul(query, key, transpose_b=True)  # [batch, heads, seq, seq]
-        scores = ops.cast(scores, scores_dtype) * tf.constant(
-            1.0 / math.sqrt(self.head_size), scores_dtype
-        )
-        scores = scores + ops.cast(attention_bias(attention_mask), scores_dtype)
-        probs = tf.nn.softmax(scores, axis=-1)
-        probs = ops.cast(probs, dtype)
         if training:
-            probs = fused.dropout_like(self.attention_dropout, probs)
+            # Scale, mask, softmax and dropout as one pass each way (bert_tf.layers.fused).
+            rate = self.attention_dropout.rate
+            seed = fused.seed_from(self.attention_dropout.seed_generator) if rate else None
+            probs = fused.attention_probs(scores, attention_bias(attention_mask),
+                                          1.0 / math.sqrt(self.head_size), rate, seed)
+        else:
+            scores_dtype = self._scores_dtype()
+            scores = ops.cast(scores, scores_dtype) * tf.constant(
+                1.0 / math.sqrt(self.head_size), scores_dtype
+            )
+            scores = scores + ops.cast(attention_bias(attention_mask), scores_dtype)
+            probs = ops.cast(tf.nn.softmax(scores, axis=-1), dtype)
 
         context = tf.matmul(probs, value)  # [batch, heads, seq, head_size]
         context = tf.transpose(context, [0, 2, 1, 3])

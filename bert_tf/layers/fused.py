@@ -11,7 +11,8 @@ one loop (XLA differentiating a compiled function by itself produces a much slow
 * `bias_gelu(y, bias)`: gelu(y + bias), the original's tanh approximation;
 * `bias_dropout_add_norm(...)`: LayerNorm(residual + dropout(y + bias)), the end of both
   sublayers of the original's transformer block;
-* `dropout(x, rate, seed)`: the attention-probability and embedding dropouts.
+* `attention_probs(scores, bias, scale, rate, seed)`: dropout(softmax(scores · scale + mask));
+* `dropout(x, rate, seed)`: the embedding dropout.
 
 Arithmetic is in float32 with one rounding to the compute dtype at the end (bfloat16 and
 float16 compute gain precision over the op-by-op versions; float32 is the same math, rounded
@@ -119,6 +120,53 @@ def dropout_like(layer, x):
     if not layer.rate:
         return x
     return dropout(x, layer.rate, seed_from(layer.seed_generator))
+
+
+# ------------------------------------------------------------- attention probabilities
+@_xla
+def _attention_forward(scores, bias, bits, scale, threshold, keep_scale):
+    logits = tf.cast(scores, tf.float32) * scale + bias
+    probs = tf.nn.softmax(logits, axis=-1)
+    dropped = probs
+    if bits is not None:
+        dropped = tf.where(_keep(bits, threshold), probs * keep_scale, 0.0)
+    return tf.cast(dropped, scores.dtype), tf.cast(probs, scores.dtype)
+
+
+@_xla
+def _attention_backward(probs, bits, upstream, scale, threshold, keep_scale):
+    dtype = probs.dtype
+    probs = tf.cast(probs, tf.float32)
+    grad_probs = tf.cast(upstream, tf.float32)
+    if bits is not None:
+        grad_probs = tf.where(_keep(bits, threshold), grad_probs * keep_scale, 0.0)
+    grad_logits = probs * (grad_probs - tf.reduce_sum(grad_probs * probs, axis=-1, keepdims=True))
+    return tf.cast(grad_logits * scale, dtype)
+
+
+def attention_probs(scores, bias, scale, rate, seed):
+    """dropout(softmax(scores · scale + bias)) over the last axis, one pass each way.
+
+    Args:
+      scores: [batch, heads, from, to] query·key products in the compute dtype.
+      bias: float32 additive mask broadcasting to scores (not differentiated).
+      scale: 1/√head_size; rate: the attention dropout rate (0: none); seed: int32 [2].
+    Returns the dropped-out probabilities in the scores' dtype.
+    """
+    threshold, keep_scale = keep_threshold(rate), 1.0 / (1.0 - float(rate))
+    bits = random_bits(tf.shape(scores), seed) if rate else None
+    scale = float(scale)
+
+    @tf.custom_gradient
+    def apply(scores):
+        dropped, probs = _attention_forward(scores, bias, bits, scale, threshold, keep_scale)
+
+        def grad(upstream):
+            return _attention_backward(probs, bits, upstream, scale, threshold, keep_scale)
+
+        return dropped, grad
+
+    return apply(scores)
 
 
 # ------------------------------------------------- bias + dropout + residual + LayerNorm
