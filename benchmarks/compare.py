@@ -95,6 +95,8 @@ CEILING_SHAPES = ((1024, 1024, 1024), (2048, 2048, 2048), (4096, 4096, 4096),
                   (4096, 768, 3072), (4096, 3072, 768), (4096, 768, 768), (1024, 768, 3072))
 QUICK_CEILING_SHAPES = ((2048, 2048, 2048), (4096, 4096, 4096), (4096, 768, 3072))
 WARMUP_CALLS = 2
+# A worker still holding this much after a case is replaced by a fresh process (run_cases).
+RESTART_RESIDENT_MB = 3072
 TORCH_PYTHON_ENV = "BERT_TF_BENCH_TORCH_PYTHON"
 
 
@@ -775,7 +777,7 @@ class Worker:
             return {"seconds": _timed(run, calls), "calls": calls}
         if op == "teardown":
             self.teardown()
-            return {}
+            return {"rss_mb": _resident_mb()}
         raise ValueError(f"unknown request {op!r}")
 
     def teardown(self):
@@ -784,6 +786,16 @@ class Worker:
             self.bench.close()
             self.bench = None
         gc.collect()
+
+
+def _resident_mb():
+    """This process' resident memory now, MiB (None where /proc is not there)."""
+    try:
+        with open("/proc/self/statm") as reader:
+            pages = int(reader.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def worker_main(system):
@@ -822,7 +834,7 @@ class WorkerProcess:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                    TOKENIZERS_PARALLELISM="false")
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "a")  # a restarted worker appends
         self.process = subprocess.Popen(
             [python, "-m", "benchmarks.compare", "--worker", system], cwd=REPO_ROOT, env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True,
@@ -960,8 +972,14 @@ def _rotate(items, shift):
     return items[shift:] + items[:shift]
 
 
-def run_cases(cases, workers, repeats, min_time, context, log=None):
-    """Runs every case with the repeats interleaved across systems; returns the rows."""
+def run_cases(cases, workers, repeats, min_time, context, log=None, restart=None,
+              restart_mb=RESTART_RESIDENT_MB):
+    """Runs every case with the repeats interleaved across systems; returns the rows.
+
+    `restart(system)` -> a fresh worker: called for a worker still holding more than
+    `restart_mb` MiB after a case's teardown (TensorFlow keeps graphs, XLA and oneDNN caches of
+    every model a process built; a full run's bert_tf worker grew past 9 GiB and was killed).
+    """
     log = log or (lambda message: None)
     rows = []
     for number, case in enumerate(cases, 1):
@@ -1029,9 +1047,14 @@ def run_cases(cases, workers, repeats, min_time, context, log=None):
                 rows.append(row)
         for system in ready:
             try:
-                workers[system].call("teardown")
+                reply = workers[system].call("teardown")
             except WorkerDied:
-                pass
+                continue
+            resident = reply.get("rss_mb")
+            if restart is not None and resident is not None and resident > restart_mb:
+                log(f"  {system} worker holds {resident:.0f} MiB after {label}: restarting it")
+                workers[system].close()
+                workers[system] = restart(system)
     return rows
 
 
@@ -1322,15 +1345,19 @@ def parse_args(argv):
     return args
 
 
+def _start_worker(args, system, log_dir):
+    python = sys.executable
+    if system == "hf_torch" and args.torch_python:
+        python = args.torch_python
+    return python, WorkerProcess(system, python, log_dir, args.call_timeout)
+
+
 def _start_workers(args, needed, log_dir, log):
     """system -> WorkerProcess for every needed system; unavailable ones come back dead with
     the reason (their rows are skipped)."""
     workers, versions = {}, {}
     for system in needed:
-        python = sys.executable
-        if system == "hf_torch" and args.torch_python:
-            python = args.torch_python
-        worker = WorkerProcess(system, python, log_dir, args.call_timeout)
+        python, worker = _start_worker(args, system, log_dir)
         try:
             reply = worker.call("hello")
         except WorkerDied as died:
@@ -1381,7 +1408,11 @@ def main(argv=None):
                    "work_dir": work_dir, "hf_bfloat16": args.hf_bfloat16}
         workers, versions = _start_workers(args, needed, work_dir, log)
         try:
-            rows = run_cases(cases, workers, args.repeats, args.min_time, context, log)
+            def restart(system):
+                return _start_worker(args, system, work_dir)[1]
+
+            rows = run_cases(cases, workers, args.repeats, args.min_time, context, log,
+                             restart=restart)
         finally:
             for worker in workers.values():
                 worker.close()

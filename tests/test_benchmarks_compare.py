@@ -89,3 +89,25 @@ def test_an_in_process_bert_tf_measurement_gives_the_json_rows():
     assert measured["mfu"] is None and measured["skipped"] is None
     assert skipped["system"] == "keras_hub" and skipped["seq_per_s"] is None
     assert "keras_hub not started" in skipped["skipped"]
+
+
+def test_a_worker_holding_too_much_memory_is_replaced_between_cases():
+    cases = [compare.Case("infer", "tiny", "float32", [1], ["bert_tf"]),
+             compare.Case("infer", "tiny", "bfloat16", [1], ["bert_tf"])]
+    first = compare.LocalWorker("bert_tf")
+    started, workers = [], {"bert_tf": first}
+
+    def restart(system):
+        started.append(compare.LocalWorker(system))
+        return started[-1]
+
+    try:
+        rows = compare.run_cases(cases, workers, repeats=1, min_time=0.01, context={},
+                                 restart=restart, restart_mb=0)
+    finally:
+        for worker in [first, *started]:
+            worker.close()
+    # Replaced after each case (every process holds more than 0 MiB), and the second case
+    # was measured by the first replacement.
+    assert len(started) == 2 and workers["bert_tf"] is started[-1]
+    assert [row["precision"] for row in rows if row["seq_per_s"]] == ["float32", "bfloat16"]
