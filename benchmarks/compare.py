@@ -11,9 +11,10 @@ built from scratch, nothing downloaded), the same batch and sequence length (128
 random token ids, in float32 and in bfloat16:
 
 * infer    encoder forward (inference mode), batch 32 throughput and batch-1 latency;
-           bert_tf BertEncoder in one tf.function (float32) or frozen into constants by
-           bert_tf.inference.frozen_forward (bfloat16: what bert_tf's predict path runs; the
-           model gets checkpoint-like non-zero weights so that nothing folds away), keras-hub
+           bert_tf BertEncoder through bert_tf.inference.fast_forward, what bert_tf's predict
+           path runs: frozen into constants (bfloat16), XLA-compiled (float32, hidden <= 512)
+           or one tf.function (the model gets checkpoint-like non-zero weights so that
+           nothing folds away), keras-hub
            BertBackbone in one tf.function, HF BertModel under torch.inference_mode;
 * serve    raw text in, class probabilities out (texts long enough to fill all 128 tokens):
            bert_tf's exported SavedModel (bert_tf.export, `serving_default`), keras-hub
@@ -335,8 +336,8 @@ def trained_like(model, seed=0):
 
 
 class BertTfBench(_KerasBench):
-    """bert_tf through its public API: BertEncoder in a tf.function (float32) or frozen by
-    bert_tf.inference.frozen_forward (bfloat16, what make_predict_fn runs), the exported raw-text
+    """bert_tf through its public API: BertEncoder through bert_tf.inference.fast_forward (what
+    make_predict_fn runs: frozen, XLA or graph by precision and size), the exported raw-text
     SavedModel, BertPretrainer / BertClassifier trained by bert_tf.training.Trainer."""
 
     def _set_policy(self, bfloat16):
@@ -357,22 +358,16 @@ class BertTfBench(_KerasBench):
             # A checkpoint's weights, not a fresh model's zero biases and unit gammas (a frozen
             # graph would fold `x + 0` away and lose oneDNN's MatMul + bias fusions).
             trained_like(model)
-            if self.bfloat16:
-                # bert_tf's inference path for bfloat16 (finetuning.make_predict_fn): variables
-                # frozen into constants, so oneDNN keeps its weight layouts and the casts fold.
-                from bert_tf import inference
+            # bert_tf's inference path (what finetuning.make_predict_fn runs): bfloat16 frozen
+            # into constants (oneDNN keeps its weight layouts, the casts fold), small float32
+            # models XLA-compiled, others the plain graph (inference.execution_for).
+            from bert_tf import inference
 
-                frozen = inference.frozen_forward(model, outputs=["sequence_output",
-                                                                  "pooled_output"])
+            fast = inference.fast_forward(model, outputs=["sequence_output", "pooled_output"])
 
-                def forward(inputs):
-                    outputs = frozen(inputs)
-                    return outputs["sequence_output"], outputs["pooled_output"]
-            else:
-                @tf.function
-                def forward(inputs):
-                    outputs = model(inputs, training=False)
-                    return outputs["sequence_output"], outputs["pooled_output"]
+            def forward(inputs):
+                outputs = fast(inputs)
+                return outputs["sequence_output"], outputs["pooled_output"]
 
             self.model, self.forward = model, forward
         elif self.task == "serve":

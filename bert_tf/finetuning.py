@@ -322,8 +322,12 @@ def make_predict_fn(model, jit_compile: bool = False,
     many calls the model's weights are frozen into graph constants
     (bert_tf.inference.FrozenFunction), about twice as fast in bfloat16 on CPU; in float32 it
     measured no faster (within ±5%), so float32 models are never frozen. The frozen function
-    is a snapshot of the weights at that call: build and use it after training."""
+    is a snapshot of the weights at that call: build and use it after training. float32 models
+    with hidden_size <= bert_tf.inference.XLA_MAX_HIDDEN are XLA-compiled
+    (bert_tf.inference.execution_for: measured faster for them)."""
     import tensorflow as tf
+
+    from bert_tf import inference
 
     spec = {name: tf.TensorSpec([None, None], tf.int32, name=name)
             for name in ("input_ids", "input_mask", "segment_ids")}
@@ -331,10 +335,10 @@ def make_predict_fn(model, jit_compile: bool = False,
     def logits(inputs):
         return tf.cast(model(inputs, training=False)["logits"], tf.float32)
 
-    plain = tf.function(logits, input_signature=[spec], jit_compile=jit_compile)
+    plain = tf.function(logits, input_signature=[spec],
+                        jit_compile=jit_compile or inference.execution_for(model) == "xla")
     if freeze_after is None or jit_compile or model.dtype_policy.compute_dtype != "bfloat16":
         return plain
-    from bert_tf import inference
 
     state = {"calls": 0, "frozen": None}
 

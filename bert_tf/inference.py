@@ -16,6 +16,12 @@ the conversion and grappler's first pass), so it pays only over many batches.
 
 A frozen function is a snapshot: later changes to the model's weights do not reach it. Build
 it after training (bert_tf.finetuning.make_predict_fn does so for eval/predict).
+
+`fast_forward` picks the fastest of three executions measured here for a model's precision
+and size: bfloat16 compute frozen; float32 with hidden_size <= XLA_MAX_HIDDEN compiled by XLA
+(one fused program instead of hundreds of small TensorFlow ops: batch-1 latency 0.74x (tiny)
+and 0.90x (small), batch 32 0.99x / 0.88x of the plain graph's; for BERT-Base it was 1.09x /
+1.18x, oneDNN's matrix products win there); otherwise the plain graph.
 """
 
 import time
@@ -28,6 +34,8 @@ from absl import logging
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 MODEL_INPUTS = ("input_ids", "input_mask", "segment_ids")
+# float32 models up to this hidden size run inference XLA-compiled (see the module docstring).
+XLA_MAX_HIDDEN = 512
 
 
 def model_input_signature() -> Dict[str, tf.TensorSpec]:
@@ -68,12 +76,40 @@ def frozen_forward(model, outputs=None, input_signature=None) -> FrozenFunction:
     dict of outputs (the model's own, or only the names in `outputs`). Works for every bert_tf
     model taking input_ids / input_mask / segment_ids (BertEncoder, BertClassifier,
     BertTokenTagger, BertPretrainer's encoder)."""
-    signature = input_signature or model_input_signature()
+    return FrozenFunction(_forward(model, outputs), input_signature or model_input_signature())
 
+
+def _forward(model, outputs):
     def forward(inputs):
         result = model(inputs, training=False)
         if outputs is not None:
             result = {name: result[name] for name in outputs}
         return result
 
-    return FrozenFunction(forward, signature)
+    return forward
+
+
+def execution_for(model) -> str:
+    """How `fast_forward` runs `model`: "frozen" (bfloat16 compute), "xla" (float32 with
+    hidden_size <= XLA_MAX_HIDDEN) or "graph"."""
+    compute_dtype = model.dtype_policy.compute_dtype
+    if compute_dtype == "bfloat16":
+        return "frozen"
+    config = getattr(model, "config", None)
+    hidden = getattr(config, "hidden_size", None)
+    if compute_dtype == "float32" and hidden is not None and hidden <= XLA_MAX_HIDDEN:
+        return "xla"
+    return "graph"
+
+
+def fast_forward(model, outputs=None, input_signature=None):
+    """`model(inputs, training=False)` as the fastest callable for its precision and size
+    (`execution_for`): dict of int32 [batch, seq] inputs -> dict of outputs (all, or only the
+    names in `outputs`). Frozen and XLA functions are snapshots / compiled per input shape:
+    build after training."""
+    execution = execution_for(model)
+    if execution == "frozen":
+        return frozen_forward(model, outputs, input_signature)
+    return tf.function(_forward(model, outputs),
+                       input_signature=[input_signature or model_input_signature()],
+                       autograph=False, jit_compile=execution == "xla")
