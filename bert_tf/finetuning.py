@@ -322,9 +322,9 @@ def make_predict_fn(model, jit_compile: bool = False,
     many calls the model's weights are frozen into graph constants
     (bert_tf.inference.FrozenFunction), about twice as fast in bfloat16 on CPU; in float32 it
     measured no faster (within ±5%), so float32 models are never frozen. The frozen function
-    is a snapshot of the weights at that call: build and use it after training. float32 models
-    with hidden_size <= bert_tf.inference.XLA_MAX_HIDDEN are XLA-compiled
-    (bert_tf.inference.execution_for: measured faster for them)."""
+    is a snapshot of the weights at that call: build and use it after training. Short float32
+    calls of small models run XLA-compiled (bert_tf.inference.execution_for: measured faster
+    for them), unless jit_compile already compiles every call."""
     import tensorflow as tf
 
     from bert_tf import inference
@@ -335,8 +335,15 @@ def make_predict_fn(model, jit_compile: bool = False,
     def logits(inputs):
         return tf.cast(model(inputs, training=False)["logits"], tf.float32)
 
-    plain = tf.function(logits, input_signature=[spec],
-                        jit_compile=jit_compile or inference.execution_for(model) == "xla")
+    plain = tf.function(logits, input_signature=[spec], jit_compile=jit_compile)
+    if not jit_compile and inference.execution_for(model, tokens=1) == "xla":
+        xla = tf.function(logits, input_signature=[spec], jit_compile=True)
+
+        def dispatch(inputs):
+            short = inference.execution_for(model, inference.input_tokens(inputs)) == "xla"
+            return (xla if short else plain)(inputs)
+
+        return dispatch
     if freeze_after is None or jit_compile or model.dtype_policy.compute_dtype != "bfloat16":
         return plain
 

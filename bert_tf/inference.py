@@ -17,11 +17,13 @@ the conversion and grappler's first pass), so it pays only over many batches.
 A frozen function is a snapshot: later changes to the model's weights do not reach it. Build
 it after training (bert_tf.finetuning.make_predict_fn does so for eval/predict).
 
-`fast_forward` picks the fastest of three executions measured here for a model's precision
-and size: bfloat16 compute frozen; float32 with hidden_size <= XLA_MAX_HIDDEN compiled by XLA
-(one fused program instead of hundreds of small TensorFlow ops: batch-1 latency 0.74x (tiny)
-and 0.90x (small), batch 32 0.99x / 0.88x of the plain graph's; for BERT-Base it was 1.09x /
-1.18x, oneDNN's matrix products win there); otherwise the plain graph.
+`fast_forward` picks the fastest of three executions measured here for a model's precision,
+size and call: bfloat16 compute frozen; float32 calls of at most XLA_MAX_TOKENS tokens
+(batch x sequence) on a model with hidden_size <= XLA_MAX_HIDDEN compiled by XLA (one fused
+program instead of a few hundred small TensorFlow ops, whose fixed costs dominate a short call:
+batch-1 x 128 latency 0.74x of the plain graph's for tiny, 0.90x for small); otherwise the
+plain graph (XLA measured 0.99-1.10x at batch 4-32 for small and 1.09-1.18x for BERT-Base,
+where oneDNN's matrix products win).
 """
 
 import time
@@ -34,8 +36,10 @@ from absl import logging
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 MODEL_INPUTS = ("input_ids", "input_mask", "segment_ids")
-# float32 models up to this hidden size run inference XLA-compiled (see the module docstring).
+# float32 calls of up to XLA_MAX_TOKENS tokens on models up to XLA_MAX_HIDDEN hidden units run
+# XLA-compiled (see the module docstring).
 XLA_MAX_HIDDEN = 512
+XLA_MAX_TOKENS = 256
 
 
 def model_input_signature() -> Dict[str, tf.TensorSpec]:
@@ -89,27 +93,52 @@ def _forward(model, outputs):
     return forward
 
 
-def execution_for(model) -> str:
-    """How `fast_forward` runs `model`: "frozen" (bfloat16 compute), "xla" (float32 with
-    hidden_size <= XLA_MAX_HIDDEN) or "graph"."""
+def execution_for(model, tokens=None) -> str:
+    """How `fast_forward` runs `model` on a call of `tokens` (batch x sequence; None: any):
+    "frozen" (bfloat16 compute), "xla" (float32, hidden_size <= XLA_MAX_HIDDEN and
+    tokens <= XLA_MAX_TOKENS) or "graph"."""
     compute_dtype = model.dtype_policy.compute_dtype
     if compute_dtype == "bfloat16":
         return "frozen"
-    config = getattr(model, "config", None)
-    hidden = getattr(config, "hidden_size", None)
-    if compute_dtype == "float32" and hidden is not None and hidden <= XLA_MAX_HIDDEN:
+    hidden = getattr(getattr(model, "config", None), "hidden_size", None)
+    if (compute_dtype == "float32" and hidden is not None and hidden <= XLA_MAX_HIDDEN
+            and tokens is not None and tokens <= XLA_MAX_TOKENS):
         return "xla"
     return "graph"
 
 
-def fast_forward(model, outputs=None, input_signature=None):
-    """`model(inputs, training=False)` as the fastest callable for its precision and size
-    (`execution_for`): dict of int32 [batch, seq] inputs -> dict of outputs (all, or only the
-    names in `outputs`). Frozen and XLA functions are snapshots / compiled per input shape:
-    build after training."""
-    execution = execution_for(model)
-    if execution == "frozen":
-        return frozen_forward(model, outputs, input_signature)
-    return tf.function(_forward(model, outputs),
-                       input_signature=[input_signature or model_input_signature()],
-                       autograph=False, jit_compile=execution == "xla")
+def input_tokens(inputs) -> int:
+    """batch x sequence of a dict of [batch, seq] model inputs (arrays or eager tensors)."""
+    shape = tuple(inputs["input_ids"].shape)
+    return int(shape[0]) * int(shape[1])
+
+
+class FastForward:
+    """`fast_forward`'s callable: per call, the execution `execution_for` names for its size."""
+
+    def __init__(self, model, outputs=None, input_signature=None):
+        self._model, self._outputs = model, outputs
+        self._signature = input_signature or model_input_signature()
+        self._functions = {}
+
+    def function_for(self, execution):
+        if execution not in self._functions:
+            forward = _forward(self._model, self._outputs)
+            if execution == "frozen":
+                self._functions[execution] = FrozenFunction(forward, self._signature)
+            else:
+                self._functions[execution] = tf.function(
+                    forward, input_signature=[self._signature], autograph=False,
+                    jit_compile=execution == "xla")
+        return self._functions[execution]
+
+    def __call__(self, inputs):
+        return self.function_for(execution_for(self._model, input_tokens(inputs)))(inputs)
+
+
+def fast_forward(model, outputs=None, input_signature=None) -> FastForward:
+    """`model(inputs, training=False)` run the fastest way for its precision, size and each
+    call's shape (`execution_for`): a callable dict of int32 [batch, seq] inputs -> dict of
+    outputs (all, or only the names in `outputs`). Frozen functions are snapshots of the
+    weights: build it after training."""
+    return FastForward(model, outputs, input_signature)

@@ -96,19 +96,22 @@ def test_frozen_function_rejects_inputs_of_another_structure():
         frozen({"input_ids": np.zeros((1, 4), np.int32)})
 
 
-def test_fast_forward_of_a_small_float32_model_is_xla_and_equals_the_model():
+def test_fast_forward_compiles_short_float32_calls_and_equals_the_model():
     keras.utils.set_random_seed(0)
     model = trained_like(BertEncoder(CONFIG))
-    assert inference.execution_for(model) == "xla"  # hidden 32 <= XLA_MAX_HIDDEN
+    # hidden 32 <= XLA_MAX_HIDDEN: calls up to XLA_MAX_TOKENS tokens go through XLA.
+    assert inference.execution_for(model, tokens=inference.XLA_MAX_TOKENS) == "xla"
+    assert inference.execution_for(model, tokens=inference.XLA_MAX_TOKENS + 1) == "graph"
     fast = inference.fast_forward(model, outputs=["sequence_output", "pooled_output"])
-    for shape in ((3, 8), (1, 13)):  # compiled per shape, no retracing of the Python
+    for shape in ((3, 8), (1, 13), (10, 30)):  # two short calls (XLA), a long one (graph)
         inputs = batch(*shape)
         expected = model(inputs, training=False)
         got = fast(inputs)
         assert set(got) == {"sequence_output", "pooled_output"}
         for name in got:
             np.testing.assert_allclose(got[name].numpy(), expected[name].numpy(), atol=1e-5)
+    assert set(fast._functions) == {"xla", "graph"}
     big = BertConfig(vocab_size=40, hidden_size=inference.XLA_MAX_HIDDEN + 64,
                      num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
                      max_position_embeddings=32)
-    assert inference.execution_for(BertEncoder(big)) == "graph"
+    assert inference.execution_for(BertEncoder(big), tokens=1) == "graph"
