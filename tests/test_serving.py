@@ -254,3 +254,35 @@ def test_warmup_is_skipped_with_a_log_line_without_tensorflow_serving_api(
     assert export.write_warmup_requests(str(tmp_path), ("text",), preprocessor) is None
     assert len(logged) == 1 and "tensorflow-serving-api is not installed" in logged[0]
     assert not (tmp_path / "assets.extra").exists()
+
+
+def test_a_frozen_export_serves_the_same_answers_without_variables(tmp_path, vocab_file):
+    import keras
+
+    tf.keras.utils.set_random_seed(5)
+    model = BertClassifier(tiny_config(), num_labels=3)
+    for weight in model.weights:  # non-zero biases: nothing folds away
+        weight.assign(weight + tf.random.stateless_normal(weight.shape, [1, 2]) * 0.05)
+    functions = export.serving_functions(model, "classifier", vocab_file,
+                                         max_seq_length=MAX_SEQ_LENGTH, label_list=LABELS)
+    assert not export.should_freeze(functions)  # float32: frozen only on request
+    expected = functions.serve_text(tf.constant(TEXTS))
+    path = export.write_serving_model(str(tmp_path / "frozen"), functions, warmup=False,
+                                      freeze=True)
+    loaded = tf.saved_model.load(path)
+    assert not loaded.variables  # the weights are graph constants now
+    served = loaded.signatures["serving_default"](text=tf.constant(TEXTS))
+    np.testing.assert_allclose(served["probabilities"], expected["probabilities"], atol=1e-6)
+    np.testing.assert_array_equal(served["label"], expected["label"])
+    ids = functions.preprocessor([tf.constant(TEXTS)])
+    by_ids = loaded.signatures["serve_ids"](**{k: ids[k] for k in export.ID_INPUTS})
+    np.testing.assert_allclose(by_ids["probabilities"], expected["probabilities"], atol=1e-6)
+
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        bfloat16_model = BertClassifier(tiny_config(), num_labels=3)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert export.should_freeze(export.serving_functions(
+        bfloat16_model, "classifier", vocab_file, max_seq_length=MAX_SEQ_LENGTH,
+        label_list=LABELS))
