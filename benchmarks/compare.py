@@ -374,6 +374,9 @@ class BertTfBench(_KerasBench):
             from bert_tf import export
 
             model = BertClassifier(config, num_labels=NUM_LABELS)
+            # A checkpoint's weights (see infer): a bfloat16 export is frozen, and a frozen
+            # graph would fold a fresh model's zero biases away with their fusions.
+            trained_like(model)
             # Under the run's temporary directory: gone at the end even if this worker dies.
             self.export_dir = tempfile.mkdtemp(prefix="bert_tf_export_",
                                                dir=self.context.get("work_dir"))
