@@ -265,7 +265,6 @@ def test_a_frozen_export_serves_the_same_answers_without_variables(tmp_path, voc
         weight.assign(weight + tf.random.stateless_normal(weight.shape, [1, 2]) * 0.05)
     functions = export.serving_functions(model, "classifier", vocab_file,
                                          max_seq_length=MAX_SEQ_LENGTH, label_list=LABELS)
-    assert not export.should_freeze(functions)  # float32: frozen only on request
     expected = functions.serve_text(tf.constant(TEXTS))
     path = export.write_serving_model(str(tmp_path / "frozen"), functions, warmup=False,
                                       freeze=True)
@@ -283,6 +282,14 @@ def test_a_frozen_export_serves_the_same_answers_without_variables(tmp_path, voc
         bfloat16_model = BertClassifier(tiny_config(), num_labels=3)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
-    assert export.should_freeze(export.serving_functions(
+    bfloat16_functions = export.serving_functions(
         bfloat16_model, "classifier", vocab_file, max_seq_length=MAX_SEQ_LENGTH,
-        label_list=LABELS))
+        label_list=LABELS)
+    assert export.should_freeze(bfloat16_functions)
+    # The NER tagger's serving function is not packed ids -> model: never frozen.
+    tagger = export.serving_functions(BertTokenClassifier(tiny_config(), num_labels=len(TAGS)),
+                                      "ner", vocab_file, max_seq_length=MAX_SEQ_LENGTH,
+                                      label_list=TAGS)
+    assert not export.should_freeze(tagger)
+    with pytest.raises(ValueError, match="packed kinds"):
+        export.frozen_serving_functions(tagger)
