@@ -122,10 +122,9 @@ class BertSelfAttention(keras.layers.Layer):
         scores = tf.matmul(query, key, transpose_b=True)  # [batch, heads, seq, seq]
         if training:
             # Scale, mask, softmax and dropout as one pass each way (bert_tf.layers.fused).
-            rate = self.attention_dropout.rate
-            seed = fused.seed_from(self.attention_dropout.seed_generator) if rate else None
             probs = fused.attention_probs(scores, attention_bias(attention_mask),
-                                          1.0 / math.sqrt(self.head_size), rate, seed)
+                                          1.0 / math.sqrt(self.head_size),
+                                          *fused.rate_and_seed(self.attention_dropout))
         else:
             scores_dtype = self._scores_dtype()
             scores = ops.cast(scores, scores_dtype) * tf.constant(

@@ -88,22 +88,31 @@ def random_bits(shape, seed):
     return tf.reshape(bits[:count], shape)
 
 
-def _keep(bits, threshold):
-    return bits >= tf.constant(threshold, tf.uint16)
+def _drop(values, bits, threshold, scale):
+    """float32 `values` with the elements whose bits are below `threshold` zeroed and the rest
+    scaled (inside the XLA functions; bits None: unchanged)."""
+    if bits is None:
+        return values
+    return tf.where(bits >= tf.constant(threshold, tf.uint16), values * scale, 0.0)
+
+
+def _dropout_mask(shape, rate, seed):
+    """(bits, threshold, scale) that `_drop` applies; bits None when rate is 0."""
+    if not rate:
+        return None, 0, 1.0
+    return random_bits(shape, seed), keep_threshold(rate), 1.0 / (1.0 - float(rate))
 
 
 @_xla
 def _masked_scale(x, bits, threshold, scale):
-    kept = tf.cast(x, tf.float32) * scale
-    return tf.cast(tf.where(_keep(bits, threshold), kept, 0.0), x.dtype)
+    return tf.cast(_drop(tf.cast(x, tf.float32), bits, threshold, scale), x.dtype)
 
 
 def dropout(x, rate, seed):
     """Inverted dropout of `x` with probability `rate` (see the module docstring)."""
     if not rate:
         return x
-    threshold, scale = keep_threshold(rate), 1.0 / (1.0 - float(rate))
-    bits = random_bits(tf.shape(x), seed)
+    bits, threshold, scale = _dropout_mask(tf.shape(x), rate, seed)
 
     @tf.custom_gradient
     def apply(x):
@@ -115,11 +124,15 @@ def dropout(x, rate, seed):
     return apply(x)
 
 
+def rate_and_seed(layer):
+    """A keras Dropout layer's rate and a fresh seed from its generator (None at rate 0, where
+    keras creates no generator)."""
+    return layer.rate, (seed_from(layer.seed_generator) if layer.rate else None)
+
+
 def dropout_like(layer, x):
     """`dropout` with a keras Dropout layer's rate and seed generator (its training call)."""
-    if not layer.rate:
-        return x
-    return dropout(x, layer.rate, seed_from(layer.seed_generator))
+    return dropout(x, *rate_and_seed(layer))
 
 
 # ------------------------------------------------------------- attention probabilities
@@ -127,9 +140,7 @@ def dropout_like(layer, x):
 def _attention_forward(scores, bias, bits, scale, threshold, keep_scale):
     logits = tf.cast(scores, tf.float32) * scale + bias
     probs = tf.nn.softmax(logits, axis=-1)
-    dropped = probs
-    if bits is not None:
-        dropped = tf.where(_keep(bits, threshold), probs * keep_scale, 0.0)
+    dropped = _drop(probs, bits, threshold, keep_scale)
     return tf.cast(dropped, scores.dtype), tf.cast(probs, scores.dtype)
 
 
@@ -137,9 +148,7 @@ def _attention_forward(scores, bias, bits, scale, threshold, keep_scale):
 def _attention_backward(probs, bits, upstream, scale, threshold, keep_scale):
     dtype = probs.dtype
     probs = tf.cast(probs, tf.float32)
-    grad_probs = tf.cast(upstream, tf.float32)
-    if bits is not None:
-        grad_probs = tf.where(_keep(bits, threshold), grad_probs * keep_scale, 0.0)
+    grad_probs = _drop(tf.cast(upstream, tf.float32), bits, threshold, keep_scale)
     grad_logits = probs * (grad_probs - tf.reduce_sum(grad_probs * probs, axis=-1, keepdims=True))
     return tf.cast(grad_logits * scale, dtype)
 
@@ -153,8 +162,7 @@ def attention_probs(scores, bias, scale, rate, seed):
       scale: 1/√head_size; rate: the attention dropout rate (0: none); seed: int32 [2].
     Returns the dropped-out probabilities in the scores' dtype.
     """
-    threshold, keep_scale = keep_threshold(rate), 1.0 / (1.0 - float(rate))
-    bits = random_bits(tf.shape(scores), seed) if rate else None
+    bits, threshold, keep_scale = _dropout_mask(tf.shape(scores), rate, seed)
     scale = float(scale)
 
     @tf.custom_gradient
@@ -178,9 +186,7 @@ def _moments(total):
 
 @_xla
 def _add_norm_forward(y, bias, residual, bits, gamma, beta, epsilon, threshold, scale):
-    hidden = tf.cast(y, tf.float32) + tf.cast(bias, tf.float32)
-    if bits is not None:
-        hidden = tf.where(_keep(bits, threshold), hidden * scale, 0.0)
+    hidden = _drop(tf.cast(y, tf.float32) + tf.cast(bias, tf.float32), bits, threshold, scale)
     # The sum rounded to the compute dtype, as the unfused block's add is; forward and backward
     # both normalise this rounded value.
     total = tf.cast(tf.cast(residual, tf.float32) + hidden, y.dtype)
@@ -206,9 +212,7 @@ def _add_norm_backward(total, bits, gamma, upstream, epsilon, threshold, scale):
         - tf.reduce_mean(grad_normalized, axis=-1, keepdims=True)
         - normalized * tf.reduce_mean(grad_normalized * normalized, axis=-1, keepdims=True)
     )
-    grad_hidden = grad_total
-    if bits is not None:
-        grad_hidden = tf.where(_keep(bits, threshold), grad_total * scale, 0.0)
+    grad_hidden = _drop(grad_total, bits, threshold, scale)
     return (tf.cast(grad_hidden, dtype), tf.cast(tf.reduce_sum(grad_hidden, axis=0), dtype),
             tf.cast(grad_total, dtype), grad_gamma, grad_beta)
 
@@ -222,8 +226,7 @@ def bias_dropout_add_norm(y, bias, residual, gamma, beta, epsilon, rate, seed):
       epsilon: the LayerNorm epsilon; rate: the dropout rate (0: none); seed: int32 [2].
     Returns [tokens, hidden] in y's dtype.
     """
-    threshold, scale = keep_threshold(rate), 1.0 / (1.0 - float(rate))
-    bits = random_bits(tf.shape(y), seed) if rate else None
+    bits, threshold, scale = _dropout_mask(tf.shape(y), rate, seed)
     epsilon = float(epsilon)
 
     @tf.custom_gradient

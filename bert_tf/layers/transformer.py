@@ -125,12 +125,10 @@ class BertTransformerBlock(keras.layers.Layer):
         return tf.reshape(layer_output, shape)
 
     def _add_norm(self, dense, inputs, residual, dropout, layer_norm):
-        rate = dropout.rate
-        seed = fused.seed_from(dropout.seed_generator) if rate else None
         return fused.bias_dropout_add_norm(
             dense.product(inputs), ops.cast(dense.bias, self.compute_dtype), residual,
             ops.cast(layer_norm.gamma, "float32"), ops.cast(layer_norm.beta, "float32"),
-            layer_norm.epsilon, rate, seed,
+            layer_norm.epsilon, *fused.rate_and_seed(dropout),
         )
 
     def get_config(self):
