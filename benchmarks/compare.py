@@ -970,6 +970,17 @@ def _rotate(items, shift):
     return items[shift:] + items[:shift]
 
 
+def _ask(worker, op, failed="failed", **request):
+    """(reply, None) when the worker did `op`, else (None, why its rows are skipped)."""
+    try:
+        reply = worker.call(op, **request)
+    except WorkerDied as died:
+        return None, str(died)
+    if not reply["ok"]:
+        return None, f"{worker.system} {failed}: {reply['error']}"
+    return reply, None
+
+
 def run_cases(cases, workers, repeats, min_time, context, log=None, restart=None,
               restart_mb=RESTART_RESIDENT_MB):
     """Runs every case with the repeats interleaved across systems; returns the rows.
@@ -989,42 +1000,30 @@ def run_cases(cases, workers, repeats, min_time, context, log=None, restart=None
             if worker is None or worker.dead:
                 skipped[system] = worker.dead if worker else f"{system} not started"
                 continue
-            try:
-                reply = worker.call("setup", task=case.task, size=case.size,
-                                    precision=case.precision, context=context)
-            except WorkerDied as died:
-                skipped[system] = str(died)
-                continue
-            if reply["ok"]:
-                ready.append(system)
+            reply, why = _ask(worker, "setup", "failed to build", task=case.task,
+                              size=case.size, precision=case.precision, context=context)
+            if why:
+                skipped[system] = why
             else:
-                skipped[system] = f"{system} failed to build: {reply['error']}"
+                ready.append(system)
         for batch in case.batches:
             prepared, batch_skipped = [], dict(skipped)
             for system in ready:
-                try:
-                    reply = workers[system].call("prepare", batch=batch, min_time=min_time)
-                except WorkerDied as died:
-                    batch_skipped[system] = str(died)
-                    continue
-                if reply["ok"]:
-                    prepared.append(system)
+                reply, why = _ask(workers[system], "prepare", batch=batch, min_time=min_time)
+                if why:
+                    batch_skipped[system] = why
                 else:
-                    batch_skipped[system] = f"{system} failed: {reply['error']}"
+                    prepared.append(system)
             samples = {system: [] for system in prepared}
             for repeat in range(repeats):
                 for system in _rotate(list(prepared), repeat):
                     if system in batch_skipped:
                         continue
-                    try:
-                        reply = workers[system].call("measure", batch=batch)
-                    except WorkerDied as died:
-                        batch_skipped[system] = str(died)
-                        continue
-                    if reply["ok"]:
-                        samples[system].append(reply["seconds"])
+                    reply, why = _ask(workers[system], "measure", batch=batch)
+                    if why:
+                        batch_skipped[system] = why
                     else:
-                        batch_skipped[system] = f"{system} failed: {reply['error']}"
+                        samples[system].append(reply["seconds"])
             for system in case.systems:
                 if system in batch_skipped:
                     rows.append(_row(case, system, batch, skipped=batch_skipped[system]))
@@ -1044,9 +1043,8 @@ def run_cases(cases, workers, repeats, min_time, context, log=None, restart=None
                         f"{seconds * 1e3:.1f} ms per call")
                 rows.append(row)
         for system in ready:
-            try:
-                reply = workers[system].call("teardown")
-            except WorkerDied:
+            reply, why = _ask(workers[system], "teardown")
+            if why:
                 continue
             resident = reply.get("rss_mb")
             if restart is not None and resident is not None and resident > restart_mb:
