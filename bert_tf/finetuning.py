@@ -336,11 +336,11 @@ def make_predict_fn(model, jit_compile: bool = False,
         return tf.cast(model(inputs, training=False)["logits"], tf.float32)
 
     plain = tf.function(logits, input_signature=[spec], jit_compile=jit_compile)
-    if not jit_compile and inference.execution_for(model, tokens=1) == "xla":
+    if not jit_compile and inference.execution_for(model, inference.XLA_MAX_TOKENS) == "xla":
         xla = tf.function(logits, input_signature=[spec], jit_compile=True)
 
         def dispatch(inputs):
-            short = inference.execution_for(model, inference.input_tokens(inputs)) == "xla"
+            short = inference.input_tokens(inputs) <= inference.XLA_MAX_TOKENS
             return (xla if short else plain)(inputs)
 
         return dispatch

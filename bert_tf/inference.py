@@ -18,16 +18,17 @@ A frozen function is a snapshot: later changes to the model's weights do not rea
 it after training (bert_tf.finetuning.make_predict_fn does so for eval/predict).
 
 `fast_forward` picks the fastest of three executions measured here for a model's precision,
-size and call: bfloat16 compute frozen, except short calls (<= XLA_MAX_TOKENS) on models with
-hidden_size < FROZEN_MIN_HIDDEN (a frozen call has a fixed cost of about 0.6 ms more here, more
-than freezing saves on a tiny model's batch of one: 4.1-4.8 against 3.4-3.9 ms); float32 calls of at most XLA_MAX_TOKENS tokens
-(batch x sequence) on a model with hidden_size <= XLA_MAX_HIDDEN compiled by XLA (one fused
-program instead of a few hundred small TensorFlow ops, whose fixed costs dominate a short call:
-batch-1 x 128 latency 0.74x of the plain graph's for tiny, 0.90x for small); otherwise the
-plain graph (XLA measured 0.99-1.10x at batch 4-32 for small and 1.09-1.18x for BERT-Base,
-where oneDNN's matrix products win), except that short float32 calls on larger models run
-frozen (an exported BERT-Base classifier's batch-1 call took 141.6 ms frozen against 158.6 ms
-with variables; at batch 32 frozen was 7% slower).
+size and call ("short": at most XLA_MAX_TOKENS tokens, batch x sequence):
+* bfloat16 compute: frozen, except short calls on models below FROZEN_MIN_HIDDEN (a frozen
+  call costs about 0.6 ms more, more than freezing saves on a tiny model's batch of one:
+  4.1-4.8 against 3.4-3.9 ms);
+* float32 short calls, hidden_size <= XLA_MAX_HIDDEN: XLA-compiled (one fused program instead
+  of a few hundred small TensorFlow ops, whose fixed costs dominate a short call: batch-1 x 128
+  latency 0.74x of the plain graph's for tiny, 0.90x for small; at batch 4-32 XLA measured
+  0.99-1.10x for small and 1.09-1.18x for BERT-Base, where oneDNN's matrix products win);
+* float32 short calls on larger models: frozen (an exported BERT-Base classifier's batch-1 call
+  took 141.6 ms frozen against 158.6 ms with variables; at batch 32 frozen was 7% slower);
+* everything else: the plain graph.
 """
 
 import time

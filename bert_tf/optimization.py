@@ -283,7 +283,8 @@ def _clip_factor(grads, clip_norm):
     """The factor tf.clip_by_global_norm multiplies every gradient by (NaN for a NaN norm)."""
     global_norm = tf.linalg.global_norm(grads)
     clip_norm = tf.constant(clip_norm, global_norm.dtype)
-    factor = clip_norm * tf.minimum(1.0 / global_norm, tf.constant(1.0, global_norm.dtype) / clip_norm)
+    one = tf.constant(1.0, global_norm.dtype)
+    factor = clip_norm * tf.minimum(one / global_norm, one / clip_norm)
     return factor + (global_norm - global_norm)
 
 
@@ -487,7 +488,8 @@ class KerasAdamWeightDecay(keras.optimizers.Optimizer):
         index = self._get_variable_index(variable)
         m, v = self._m[index], self._v[index]
         next_m, next_v, next_w = _adam_weight_decay_math(
-            tf.cast(gradient, variable.dtype), None, tf.convert_to_tensor(m), tf.convert_to_tensor(v),
+            tf.cast(gradient, variable.dtype), None, tf.convert_to_tensor(m),
+            tf.convert_to_tensor(v),
             tf.convert_to_tensor(variable), tf.cast(learning_rate, variable.dtype),
             self.beta_1, self.beta_2, self.epsilon,
             self.weight_decay_rate if self.uses_weight_decay(variable) else None)

@@ -194,3 +194,24 @@ def test_bert_pretrainer_variables_excluded_from_decay_are_exactly_layernorm_and
     # Kernels, embeddings and the NSP output_weights are decayed, as in the original.
     assert all(p.endswith(("kernel", "embeddings", "output_weights")) for p in decayed), decayed
     assert len(decayed) == 2 * 6 + 3 + 1 + 1 + 1  # block kernels, 3 embeddings, pooler, MLM, NSP
+
+
+def test_clipping_inside_the_update_equals_tf_clip_by_global_norm_bit_for_bit():
+    # The clipping factor is applied inside each variable's fused update: the result must be
+    # what TensorFlow's own clip_by_global_norm followed by an unclipped update gives.
+    keras.utils.set_random_seed(4)
+    rng = np.random.default_rng(5)
+    clipped_model, reference_model = _tiny_model(), _tiny_model()
+    for a, b in zip(clipped_model.trainable_variables, reference_model.trainable_variables):
+        b.assign(a)
+    grads = [3.0 * rng.normal(size=v.shape).astype(np.float32)
+             for v in clipped_model.trainable_variables]  # global norm well above 1
+    clipped = optimization.create_optimizer(0.1, 4, 0)
+    unclipped = optimization.create_optimizer(0.1, 4, 0, clip_norm=None)
+    clipped.apply_gradients(zip([tf.constant(g) for g in grads],
+                                clipped_model.trainable_variables))
+    by_tf, norm = tf.clip_by_global_norm([tf.constant(g) for g in grads], 1.0)
+    assert float(norm) > 1.0
+    unclipped.apply_gradients(zip(by_tf, reference_model.trainable_variables))
+    for a, b in zip(clipped_model.trainable_variables, reference_model.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

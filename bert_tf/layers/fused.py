@@ -55,7 +55,8 @@ def _bias_gelu_backward(y, bias, upstream):
 
 @tf.custom_gradient
 def bias_gelu(y, bias):
-    """gelu(y + bias) for y [tokens, units], bias [units]: 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³)))."""
+    """gelu(y + bias) for y [tokens, units], bias [units]: the original's
+    0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))."""
 
     def grad(upstream):
         return _bias_gelu_backward(y, bias, upstream)
