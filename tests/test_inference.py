@@ -96,6 +96,26 @@ def test_frozen_function_rejects_inputs_of_another_structure():
         frozen({"input_ids": np.zeros((1, 4), np.int32)})
 
 
+def test_flat_call_equals_the_function_and_keeps_gradients_under_a_tape():
+    """FlatCall skips argument binding: same outputs, and the weights' current values (not a
+    snapshot); under a GradientTape it calls the ordinary way, so gradients still flow."""
+    keras.utils.set_random_seed(0)
+    model = trained_like(BertEncoder(CONFIG))
+    fast = inference.fast_forward(model, outputs=["pooled_output"])
+    inputs = batch(10, 30)  # 300 tokens: the plain graph, which reads the variables
+    assert inference.execution_for(model, inference.input_tokens(inputs)) == "graph"
+    np.testing.assert_allclose(fast(inputs)["pooled_output"].numpy(),
+                               model(inputs, training=False)["pooled_output"].numpy(), atol=1e-5)
+    trained_like(model, seed=5)
+    np.testing.assert_allclose(fast(inputs)["pooled_output"].numpy(),
+                               model(inputs, training=False)["pooled_output"].numpy(), atol=1e-5)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(fast(inputs)["pooled_output"])
+    gradients = tape.gradient(loss, model.trainable_variables)
+    assert all(g is not None for g in gradients)
+    assert any(float(tf.reduce_max(tf.abs(tf.convert_to_tensor(g)))) > 0 for g in gradients)
+
+
 def test_fast_forward_compiles_short_float32_calls_and_equals_the_model():
     keras.utils.set_random_seed(0)
     model = trained_like(BertEncoder(CONFIG))

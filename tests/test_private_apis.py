@@ -136,3 +136,28 @@ def test_convert_variables_to_constants_v2_freezes_a_concrete_function():
                for node in frozen.graph.as_graph_def().node)
     weight.assign(tf.zeros([2, 2]))
     np.testing.assert_array_equal(frozen(tf.constant([[1.0, 1.0]]))[0].numpy(), [[4.0, 6.0]])
+
+
+def test_inference_function_call_flat_runs_a_concrete_function_with_its_captures():
+    """bert_tf.inference.FlatCall: `ConcreteFunction._inference_function.call_flat(*inputs,
+    *captured_inputs)` runs the traced graph, and `tensorflow.python.eager.record.
+    could_possibly_record()` tells whether a gradient tape is recording."""
+    from tensorflow.python.eager import record
+
+    weight = tf.Variable([[1.0, 2.0], [3.0, 4.0]])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
+    def matmul(x):
+        return {"y": tf.matmul(x, weight)}
+
+    concrete = matmul.get_concrete_function()
+    flat = concrete._inference_function.call_flat(tf.constant([[1.0, 1.0]]),
+                                                  *concrete.captured_inputs)
+    np.testing.assert_array_equal(flat[0].numpy(), [[4.0, 6.0]])
+    weight.assign(tf.ones([2, 2]))  # the captured handle reads the variable's current value
+    flat = concrete._inference_function.call_flat(tf.constant([[1.0, 1.0]]),
+                                                  *concrete.captured_inputs)
+    np.testing.assert_array_equal(flat[0].numpy(), [[2.0, 2.0]])
+    assert not record.could_possibly_record()
+    with tf.GradientTape():
+        assert record.could_possibly_record()
