@@ -19,9 +19,9 @@ it after training (bert_tf.finetuning.make_predict_fn does so for eval/predict).
 
 `fast_forward` picks the fastest of three executions measured here for a model's precision,
 size and call ("short": at most XLA_MAX_TOKENS tokens, batch x sequence):
-* bfloat16 compute: frozen, except short calls on models below FROZEN_MIN_HIDDEN (a frozen
-  call costs about 0.6 ms more, more than freezing saves on a tiny model's batch of one:
-  4.1-4.8 against 3.4-3.9 ms);
+* bfloat16 compute: frozen, for every model and call (a tiny model's batch-1 call: 0.75x of
+  the plain graph's time; the 0.6 ms a frozen call used to cost more was FrozenFunction's own
+  Python, gone with FlatCall);
 * float32 short calls, hidden_size <= XLA_MAX_HIDDEN: XLA-compiled (one fused program instead
   of a few hundred small TensorFlow ops, whose fixed costs dominate a short call: batch-1 x 128
   latency 0.74x of the plain graph's for tiny, 0.90x for small; at batch 4-32 XLA measured
@@ -50,8 +50,6 @@ MODEL_INPUTS = ("input_ids", "input_mask", "segment_ids")
 # XLA-compiled (see the module docstring).
 XLA_MAX_HIDDEN = 512
 XLA_MAX_TOKENS = 256
-# bfloat16 models below this hidden size run short calls unfrozen (see the module docstring).
-FROZEN_MIN_HIDDEN = 256
 
 
 def model_input_signature() -> Dict[str, tf.TensorSpec]:
@@ -145,14 +143,13 @@ def _forward(model, outputs):
 
 def execution_for(model, tokens=None) -> str:
     """How `fast_forward` runs `model` on a call of `tokens` (batch x sequence; None: any):
-    "frozen" (bfloat16 compute, unless a short call on a model below FROZEN_MIN_HIDDEN; float32
-    short calls on models above XLA_MAX_HIDDEN), "xla" (float32 short calls, tokens <=
+    "frozen" (bfloat16 compute; float32 short calls on models above XLA_MAX_HIDDEN), "xla" (float32 short calls, tokens <=
     XLA_MAX_TOKENS, on models up to XLA_MAX_HIDDEN) or "graph"."""
     compute_dtype = model.dtype_policy.compute_dtype
     hidden = getattr(getattr(model, "config", None), "hidden_size", None)
     short = tokens is not None and tokens <= XLA_MAX_TOKENS and hidden is not None
     if compute_dtype == "bfloat16":
-        return "graph" if short and hidden < FROZEN_MIN_HIDDEN else "frozen"
+        return "frozen"
     if compute_dtype == "float32" and short:
         return "xla" if hidden <= XLA_MAX_HIDDEN else "frozen"
     return "graph"
