@@ -128,8 +128,15 @@ def test_attention_mask_is_additive_minus_10000():
     np.testing.assert_allclose(layer(x, mask3d), a, atol=1e-6)
 
 
+@pytest.mark.parametrize("concatenated_qkv", [False, True])
 @pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
-def test_attention_matches_numpy(dtype):
+def test_attention_matches_numpy(dtype, concatenated_qkv, monkeypatch):
+    # Both inference forms: three query/key/value products (hidden <= SEPARATE_QKV_MAX_HIDDEN)
+    # and one over the concatenated kernel (larger models, and training).
+    from bert_tf.layers import attention
+
+    if concatenated_qkv:
+        monkeypatch.setattr(attention, "SEPARATE_QKV_MAX_HIDDEN", 0)
     layer = BertSelfAttention(H, 4, attention_dropout_rate=0.0, dtype=dtype)
     layer.build()
     rng = np.random.default_rng(3)
