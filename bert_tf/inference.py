@@ -45,6 +45,8 @@ from absl import logging
 from tensorflow.python.eager import record
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+from bert_tf.layers.attention import head_major_inference
+
 MODEL_INPUTS = ("input_ids", "input_mask", "segment_ids")
 # float32 calls of up to XLA_MAX_TOKENS tokens on models up to XLA_MAX_HIDDEN hidden units run
 # XLA-compiled (see the module docstring).
@@ -102,7 +104,8 @@ class FrozenFunction:
     def __init__(self, fn: Callable[[Any], Any], input_signature: Any):
         start = time.time()
         traced = tf.function(fn, input_signature=[input_signature], autograph=False)
-        concrete = traced.get_concrete_function()
+        with head_major_inference():  # no attention transposes once frozen (float32, small)
+            concrete = traced.get_concrete_function()
         self._frozen = convert_variables_to_constants_v2(concrete)
         self._input_signature = input_signature
         self._output_structure = concrete.structured_outputs

@@ -128,15 +128,19 @@ def test_attention_mask_is_additive_minus_10000():
     np.testing.assert_allclose(layer(x, mask3d), a, atol=1e-6)
 
 
-@pytest.mark.parametrize("concatenated_qkv", [False, True])
+@pytest.mark.parametrize("form", ["separate_qkv", "concatenated_qkv", "head_major"])
 @pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
-def test_attention_matches_numpy(dtype, concatenated_qkv, monkeypatch):
-    # Both inference forms: three query/key/value products (hidden <= SEPARATE_QKV_MAX_HIDDEN)
-    # and one over the concatenated kernel (larger models, and training).
+def test_attention_matches_numpy(dtype, form, monkeypatch):
+    # Every inference form: three query/key/value products (hidden <= SEPARATE_QKV_MAX_HIDDEN),
+    # one over the concatenated kernel (larger models, and training), and the transpose-free
+    # head-major form frozen float32 graphs trace (bfloat16 ignores it).
+    import contextlib
+
     from bert_tf.layers import attention
 
-    if concatenated_qkv:
+    if form == "concatenated_qkv":
         monkeypatch.setattr(attention, "SEPARATE_QKV_MAX_HIDDEN", 0)
+    scope = attention.head_major_inference() if form == "head_major" else contextlib.nullcontext()
     layer = BertSelfAttention(H, 4, attention_dropout_rate=0.0, dtype=dtype)
     layer.build()
     rng = np.random.default_rng(3)
@@ -158,7 +162,12 @@ def test_attention_matches_numpy(dtype, concatenated_qkv, monkeypatch):
     scores = q @ k.transpose(0, 1, 3, 2) / 2.0 + (1 - mask[:, None, None, :]) * -10000.0
     context = (numpy_reference.softmax(scores) @ v).transpose(0, 2, 1, 3).reshape(2, 5, H)
     want = proj("output_dense", context)
-    got = layer(x.astype(np.float32), mask)
+    with scope:
+        got = layer(x.astype(np.float32), mask)
+    if form == "head_major" and dtype == "float32":  # the form ran: heads summed last
+        with attention.head_major_inference():
+            assert np.abs(got - layer(x.astype(np.float32), mask)).max() == 0
+        assert np.abs(got - layer(x.astype(np.float32), mask)).max() > 0
     if dtype == "float32":
         np.testing.assert_allclose(got, want, atol=1e-5)
     else:  # bfloat16 scores and softmax (8-bit mantissa): close, not equal
