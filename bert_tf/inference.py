@@ -146,8 +146,9 @@ def _forward(model, outputs):
 
 def execution_for(model, tokens=None) -> str:
     """How `fast_forward` runs `model` on a call of `tokens` (batch x sequence; None: any):
-    "frozen" (bfloat16 compute; float32 short calls on models above XLA_MAX_HIDDEN), "xla" (float32 short calls, tokens <=
-    XLA_MAX_TOKENS, on models up to XLA_MAX_HIDDEN) or "graph"."""
+    "frozen" (bfloat16 compute; float32 short calls on models above XLA_MAX_HIDDEN), "xla"
+    (float32 short calls, tokens <= XLA_MAX_TOKENS, on models up to XLA_MAX_HIDDEN) or
+    "graph"."""
     compute_dtype = model.dtype_policy.compute_dtype
     hidden = getattr(getattr(model, "config", None), "hidden_size", None)
     short = tokens is not None and tokens <= XLA_MAX_TOKENS and hidden is not None

@@ -70,7 +70,9 @@ class BertSelfAttention(keras.layers.Layer):
     call replaces three. Inference on smaller models runs the three products: without the
     per-call concatenation and the [batch, seq, 3, heads, d] transpose a call took 0.90x
     (small bfloat16 frozen, batch 1 and 32) and 0.95x (tiny and small float32 XLA, batch 1)
-    of the concatenated form's time; for BERT-Base they were within noise (0.98-1.04x). Under mixed_bfloat16 the scores, their scaling, the mask and
+    of the concatenated form's time; for BERT-Base they were within noise (0.98-1.04x).
+    Frozen float32 graphs of those smaller models trace `_head_major_call` instead (see
+    `head_major_inference`). Under mixed_bfloat16 the scores, their scaling, the mask and
     the softmax stay in bfloat16 (oneDNN's softmax accumulates in float32): the scores come
     out of a bfloat16 matmul either way, and without the float32 round trip oneDNN fuses the
     scaling and the mask into that matmul. Under mixed_float16 they are float32, as the
@@ -138,7 +140,7 @@ class BertSelfAttention(keras.layers.Layer):
         input by its kernel viewed as [heads, H, head_size] (one broadcast batch product straight
         into [batch, heads, seq, head_size]), and the output projection multiplies each head's
         context by its [head_size, H] rows of the output kernel and sums over heads. Same
-        products as `call`, summed in another order (float32 outputs within 2e-6)."""
+        products as `call`, summed in another order (float32 outputs differ by rounding, ~1e-6)."""
         dtype = self.compute_dtype
         heads, size, hidden = self.num_heads, self.head_size, self.hidden_size
         inputs = ops.cast(hidden_states, dtype)[:, None]  # [batch, 1, seq, hidden]
