@@ -43,7 +43,9 @@ def test_frozen_encoder_equals_the_model_in_float32_for_any_shape():
     model = trained_like(BertEncoder(CONFIG))
     frozen = inference.frozen_forward(model)
     assert not frozen.concrete_function.graph.variables  # weights are constants now
-    for shape in ((3, 8), (2, 13)):  # one trace serves every batch and sequence length
+    # One trace serves every batch and sequence length; calls up to HEAD_MAJOR_MAX_TOKENS
+    # tokens take the transpose-free attention, the 300-token one the ordinary form.
+    for shape in ((3, 8), (2, 13), (10, 30)):
         inputs = batch(*shape)
         expected = model(inputs, training=False)
         got = frozen(inputs)

@@ -167,7 +167,12 @@ def test_attention_matches_numpy(dtype, form, monkeypatch):
     if form == "head_major" and dtype == "float32":  # the form ran: heads summed last
         with attention.head_major_inference():
             assert np.abs(got - layer(x.astype(np.float32), mask)).max() == 0
-        assert np.abs(got - layer(x.astype(np.float32), mask)).max() > 0
+        ordinary = layer(x.astype(np.float32), mask)
+        assert np.abs(got - ordinary).max() > 0
+        # Calls longer than HEAD_MAJOR_MAX_TOKENS (here 10 tokens > 9) take the ordinary form.
+        monkeypatch.setattr(attention, "HEAD_MAJOR_MAX_TOKENS", 9)
+        with attention.head_major_inference():
+            assert np.abs(layer(x.astype(np.float32), mask) - ordinary).max() == 0
     if dtype == "float32":
         np.testing.assert_allclose(got, want, atol=1e-5)
     else:  # bfloat16 scores and softmax (8-bit mantissa): close, not equal

@@ -16,18 +16,24 @@ MASK_ADDER = -10000.0
 # Inference on models up to this hidden size projects query, key and value with three matrix
 # products instead of one over the concatenated [H, 3H] kernel (see BertSelfAttention).
 SEPARATE_QKV_MAX_HIDDEN = 512
+# ... and, in frozen float32 graphs, calls of up to this many tokens (batch x seq) attend
+# without transposes (head_major_inference).
+HEAD_MAJOR_MAX_TOKENS = 256
 _HEAD_MAJOR = threading.local()  # .active: inside head_major_inference() on this thread
 
 
 @contextlib.contextmanager
 def head_major_inference():
-    """Float32 inference traced inside, on models up to SEPARATE_QKV_MAX_HIDDEN, runs attention
-    without transposes (BertSelfAttention._head_major_call). For graphs frozen into constants
-    (bert_tf.inference.FrozenFunction: fast_forward's frozen calls, make_predict_fn, exports),
-    where the weight reshapes fold away and oneDNN's transposes of small tensors cost ~75 us
-    each: a frozen batch-1 call took 0.94x (tiny) and 0.88x (small) of the transposing form's
-    time. Not for XLA (1.12x: XLA fuses the transposes) nor bfloat16 (1.02x) nor BERT-Base
-    (1.03x), which keep the ordinary form."""
+    """Float32 inference traced inside, on models up to SEPARATE_QKV_MAX_HIDDEN, runs calls of
+    up to HEAD_MAJOR_MAX_TOKENS tokens without transposes (BertSelfAttention._head_major_call;
+    a tf.cond on the call's shape picks it, longer calls take the ordinary form). For graphs
+    frozen into constants (bert_tf.inference.FrozenFunction: fast_forward's frozen calls,
+    make_predict_fn, exports), where the weight reshapes fold away and oneDNN's transposes of
+    small tensors cost ~75 us each: a frozen batch-1 call took 0.94x (tiny) and 0.88x (small)
+    of the transposing form's time, but an exported small classifier's batch of 32 served
+    0.92x of HF's rate instead of 1.08x (per-head broadcast products and a [batch, heads,
+    seq, hidden] sum). Not for XLA (1.12x: XLA fuses the transposes) nor bfloat16 (1.02x) nor
+    BERT-Base (1.03x), which keep the ordinary form."""
     previous = getattr(_HEAD_MAJOR, "active", False)
     _HEAD_MAJOR.active = True
     try:
@@ -163,7 +169,13 @@ class BertSelfAttention(keras.layers.Layer):
         if (not training and getattr(_HEAD_MAJOR, "active", False)
                 and self.compute_dtype == "float32"
                 and self.hidden_size <= SEPARATE_QKV_MAX_HIDDEN):
-            return self._head_major_call(hidden_states, attention_mask)
+            shape = tf.shape(hidden_states)
+            return tf.cond(shape[0] * shape[1] <= HEAD_MAJOR_MAX_TOKENS,
+                           lambda: self._head_major_call(hidden_states, attention_mask),
+                           lambda: self._ordinary_call(hidden_states, attention_mask))
+        return self._ordinary_call(hidden_states, attention_mask, training)
+
+    def _ordinary_call(self, hidden_states, attention_mask, training=None):
         context = self.context(hidden_states, attention_mask, training=training)
         shape = tf.shape(hidden_states)
         return self.output_dense(tf.reshape(context, [shape[0], shape[1], self.hidden_size]))
