@@ -109,7 +109,9 @@ class FrozenFunction:
         self._frozen = convert_variables_to_constants_v2(concrete)
         self._input_signature = input_signature
         self._output_structure = concrete.structured_outputs
-        self._call = FlatCall(self._frozen, self._call_frozen, self._output_structure)
+        # The frozen function of the flat input tensors (tf.nest.flatten order of the
+        # signature), without per-call argument binding.
+        self.call_flat = FlatCall(self._frozen, self._call_frozen, self._output_structure)
         logging.info("Froze an inference function (%d variables -> constants) in %.1f s",
                      len(concrete.graph.variables), time.time() - start)
 
@@ -123,7 +125,7 @@ class FrozenFunction:
         return tf.nest.pack_sequence_as(self._output_structure, tf.nest.flatten(outputs))
 
     def __call__(self, inputs):
-        return self._call(flatten_inputs(self._input_signature, inputs))
+        return self.call_flat(flatten_inputs(self._input_signature, inputs))
 
 
 def frozen_forward(model, outputs=None, input_signature=None) -> FrozenFunction:
@@ -178,8 +180,7 @@ class FastForward:
         if execution not in self._functions:
             forward = _forward(self._model, self._outputs)
             if execution == "frozen":
-                frozen = FrozenFunction(forward, self._signature)
-                self._functions[execution] = frozen._call
+                self._functions[execution] = FrozenFunction(forward, self._signature).call_flat
             else:
                 function = tf.function(forward, input_signature=[self._signature],
                                        autograph=False, jit_compile=execution == "xla")
