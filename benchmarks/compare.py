@@ -28,7 +28,9 @@ random token ids, in float32 and in bfloat16:
            the Trainer; keras-hub BertTextClassifier; HF BertForSequenceClassification;
 * ceiling  the best measured matmul rate (TensorFlow, and torch when it runs), float32 and
            bfloat16, square sizes up to 4096 and BERT's own [tokens × 768]·[768 × 3072]
-           shapes; every other row's model-FLOPs utilisation (MFU) is against it.
+           shapes, at the start of the run; every other row's model-FLOPs utilisation (MFU)
+           is against each framework's fastest of these shapes timed again between that
+           row's own repeats (see MFU below).
 
 bfloat16 is each system's mixed precision: Keras' "mixed_bfloat16" policy for bert_tf
 (`bert_tf.distribution.set_mixed_precision`) and keras-hub; torch.autocast for HF training,
@@ -51,7 +53,16 @@ PNG plot (throughput against model size, a line per system and precision), and w
 JSON list, one object per measurement: task, size, precision, system, batch, seq_len,
 seq_per_s, latency_ms, mfu (null where not applicable or skipped), plus flops_per_seq,
 samples_ms (per-call ms of every repeat), load_avg (1-minute load average when the row was
-done), note, skipped (the reason, or null), and for ceiling rows framework and gflop_per_s.
+done), note, skipped (the reason, or null), and for ceiling rows framework, worker and
+gflop_per_s.
+
+MFU: the host this was written on is shared, and its matmul rate moves by 2x within minutes
+(the same bfloat16 product at 620 and at 1,300 GFLOP/s in one hour; the maximum over a run's
+ceiling rows catches its bursts). So after the ceiling rows, every other row also times each
+framework's fastest ceiling shape between its own repeats (interleaved like the systems, same
+--min-time): `ceiling_probe` (framework, shape, gflop_per_s, samples_ms of each) and
+`ceiling_gflop_per_s` (the best of them). `mfu` is against that; `mfu_run_ceiling` against
+the run-start best of the row's precision (the only one when --tasks has no ceiling).
 """
 
 import argparse
@@ -740,6 +751,7 @@ class Worker:
         self.system = system
         self.bench = None
         self.runs = {}  # batch -> (run, calls per repeat)
+        self.probe = None  # (matmul bench, run, calls per repeat) of the interleaved ceiling
 
     def reply(self, request):
         """The reply to one request: its results with ok=True, or ok=False and the error."""
@@ -773,6 +785,22 @@ class Worker:
         if op == "measure":
             run, calls = self.runs[request["batch"]]
             return {"seconds": _timed(run, calls), "calls": calls}
+        if op == "probe_setup":
+            # A matmul of the ceiling, held beside the case's model and timed between its
+            # repeats (run_cases: the ceiling a row's MFU is measured against).
+            self.probe = None
+            cls = _bench_class(self.system, "ceiling")
+            bench = cls("ceiling", request["size"], request["precision"], {})
+            run = bench.runner(1)
+            for _ in range(WARMUP_CALLS - 1):
+                run(1)
+            per_call = _timed(run, 1)
+            calls = max(1, min(10000, math.ceil(request["min_time"] / max(per_call, 1e-9))))
+            self.probe = (bench, run, calls)
+            return {"calls": calls, "seconds": per_call}
+        if op == "probe_measure":
+            _, run, calls = self.probe
+            return {"seconds": _timed(run, calls), "calls": calls}
         if op == "teardown":
             self.teardown()
             return {"rss_mb": _resident_mb()}
@@ -780,6 +808,9 @@ class Worker:
 
     def teardown(self):
         self.runs.clear()
+        if self.probe is not None:
+            self.probe[0].close()
+            self.probe = None
         if self.bench is not None:
             self.bench.close()
             self.bench = None
@@ -957,6 +988,7 @@ def _row(case, system, batch, **values):
            "note": NOTES.get((case.task, system)), "skipped": None}
     if case.task == "ceiling":
         row["framework"] = "torch" if system == "hf_torch" else "tensorflow"
+        row["worker"] = system
         row["batch"] = None
         row["gflop_per_s"] = None
     row.update(values)
@@ -981,9 +1013,61 @@ def _ask(worker, op, failed="failed", **request):
     return reply, None
 
 
+def _best_ceiling_shapes(rows, precision):
+    """system -> (shape, GFLOP/s): the fastest ceiling shape each worker measured so far."""
+    best = {}
+    for row in rows:
+        if (row["task"] == "ceiling" and row["precision"] == precision
+                and row.get("gflop_per_s") and row.get("worker")):
+            if row["worker"] not in best or row["gflop_per_s"] > best[row["worker"]][1]:
+                best[row["worker"]] = (row["size"], row["gflop_per_s"])
+    return best
+
+
+def _set_up_probes(case, rows, workers, min_time, log):
+    """system -> shape: the ceiling probes of a (non-ceiling) case, set up in their workers.
+
+    Each framework's fastest ceiling shape of the case's precision, timed between the row's
+    repeats: on a shared host a matmul's rate moves by 2x within minutes, so a row's MFU is
+    against the ceiling measured while the row ran (the run-start ceiling stays in the rows).
+    """
+    probes = {}
+    if case.task == "ceiling":
+        return probes
+    for system, (shape, _) in sorted(_best_ceiling_shapes(rows, case.precision).items()):
+        worker = workers.get(system)
+        if worker is None or worker.dead:
+            continue
+        _, why = _ask(worker, "probe_setup", "failed to set up its ceiling probe", size=shape,
+                      precision=case.precision, min_time=min_time)
+        if why:
+            log(f"  {case.task} {case.size} {case.precision}: no ceiling probe ({why})")
+        else:
+            probes[system] = shape
+    return probes
+
+
+def _probe_results(case, probes, samples):
+    """The probes' medians as [{framework, shape, gflop_per_s, samples_ms}]."""
+    results = []
+    for system, shape in probes.items():
+        if not samples.get(system):
+            continue
+        m, k, n = (int(d) for d in shape.split("x"))
+        seconds = statistics.median(samples[system])
+        results.append({"framework": "torch" if system == "hf_torch" else "tensorflow",
+                        "shape": shape, "gflop_per_s": 2 * m * k * n / seconds / 1e9,
+                        "samples_ms": [round(t * 1e3, 3) for t in samples[system]]})
+    return results
+
+
 def run_cases(cases, workers, repeats, min_time, context, log=None, restart=None,
-              restart_mb=RESTART_RESIDENT_MB):
+              restart_mb=RESTART_RESIDENT_MB, probe=True):
     """Runs every case with the repeats interleaved across systems; returns the rows.
+
+    With `probe`, each non-ceiling case also times each framework's fastest ceiling matmul
+    (of the ceiling rows measured before it) between its repeats: the row's
+    `ceiling_gflop_per_s`, which its MFU is against (add_mfu).
 
     `restart(system)` -> a fresh worker: called for a worker still holding more than
     `restart_mb` MiB after a case's teardown (TensorFlow keeps graphs, XLA and oneDNN caches of
@@ -1006,6 +1090,7 @@ def run_cases(cases, workers, repeats, min_time, context, log=None, restart=None
                 skipped[system] = why
             else:
                 ready.append(system)
+        probes = _set_up_probes(case, rows, workers, min_time, log) if probe else {}
         for batch in case.batches:
             prepared, batch_skipped = [], dict(skipped)
             for system in ready:
@@ -1015,8 +1100,20 @@ def run_cases(cases, workers, repeats, min_time, context, log=None, restart=None
                 else:
                     prepared.append(system)
             samples = {system: [] for system in prepared}
+            probe_samples = {system: [] for system in probes}
             for repeat in range(repeats):
-                for system in _rotate(list(prepared), repeat):
+                # The row's systems and the ceiling probes, in an order that rotates.
+                order = [("row", s) for s in prepared] + [("probe", s) for s in probes]
+                for kind, system in _rotate(order, repeat):
+                    if kind == "probe":
+                        if system in probes:
+                            reply, why = _ask(workers[system], "probe_measure")
+                            if why:
+                                log(f"  {label}: ceiling probe of {system} dropped ({why})")
+                                del probes[system]
+                            else:
+                                probe_samples[system].append(reply["seconds"])
+                        continue
                     if system in batch_skipped:
                         continue
                     reply, why = _ask(workers[system], "measure", batch=batch)
@@ -1024,6 +1121,7 @@ def run_cases(cases, workers, repeats, min_time, context, log=None, restart=None
                         batch_skipped[system] = why
                     else:
                         samples[system].append(reply["seconds"])
+            probe_rows = _probe_results(case, probes, probe_samples)
             for system in case.systems:
                 if system in batch_skipped:
                     rows.append(_row(case, system, batch, skipped=batch_skipped[system]))
@@ -1039,9 +1137,16 @@ def run_cases(cases, workers, repeats, min_time, context, log=None, restart=None
                     log(f"  {label} {row['framework']}: {row['gflop_per_s']:.0f} GFLOP/s")
                 else:
                     row["seq_per_s"] = batch / seconds
+                    if probe_rows:
+                        row["ceiling_probe"] = probe_rows
+                        row["ceiling_gflop_per_s"] = max(p["gflop_per_s"] for p in probe_rows)
                     log(f"  {label} batch {batch} {system}: {row['seq_per_s']:.2f} seq/s, "
                         f"{seconds * 1e3:.1f} ms per call")
                 rows.append(row)
+            if probe_rows:
+                log(f"  {label} batch {batch} ceiling during the row: " + ", ".join(
+                    f"{p['framework']} {p['shape']} {p['gflop_per_s']:.0f}" for p in probe_rows)
+                    + " GFLOP/s")
         for system in ready:
             reply, why = _ask(workers[system], "teardown")
             if why:
@@ -1071,12 +1176,20 @@ def ceilings(rows):
 
 
 def add_mfu(rows):
-    """Sets every measured row's mfu = seq/s × FLOPs per sequence ÷ its precision's ceiling."""
+    """Sets every measured row's mfu = seq/s × FLOPs per sequence ÷ its ceiling: the best
+    matmul rate measured interleaved with the row (`ceiling_gflop_per_s`) when it has one,
+    else its precision's best ceiling row. `mfu_run_ceiling` is always against the latter."""
     best = ceilings(rows)
     for row in rows:
+        if row["task"] == "ceiling" or not row["seq_per_s"]:
+            continue
+        flops = row["seq_per_s"] * row["flops_per_seq"]
         ceiling = best.get(row["precision"])
-        if row["task"] != "ceiling" and row["seq_per_s"] and ceiling:
-            row["mfu"] = row["seq_per_s"] * row["flops_per_seq"] / (ceiling["gflop_per_s"] * 1e9)
+        row["mfu_run_ceiling"] = flops / (ceiling["gflop_per_s"] * 1e9) if ceiling else None
+        if row.get("ceiling_gflop_per_s"):
+            row["mfu"] = flops / (row["ceiling_gflop_per_s"] * 1e9)
+        else:
+            row["mfu"] = row["mfu_run_ceiling"]
     return rows
 
 
@@ -1124,7 +1237,10 @@ def markdown_table(rows, systems=SYSTEMS):
     best = ceilings(rows)
     ceiling_rows = [r for r in rows if r["task"] == "ceiling"]
     if ceiling_rows:
-        lines.append("Matmul ceiling (GFLOP/s, median; MFU is against the best of each precision):")
+        lines.append("Matmul ceiling at the start of the run (GFLOP/s, median). A row's MFU is "
+                     "against the fastest shape of each framework timed again between the "
+                     "row's own repeats (its last column); against the best here when it has "
+                     "none:")
         lines.append("")
         lines.append("| precision | shape m×k×n | framework | GFLOP/s |")
         lines.append("|---|---|---|---|")
@@ -1138,8 +1254,8 @@ def markdown_table(rows, systems=SYSTEMS):
     if measured:
         table_ratios = ratios(rows)
         lines.append("| task | size | precision | batch | " + " | ".join(systems)
-                     + " | bert_tf ÷ best peer |")
-        lines.append("|---|---|---|---|" + "---|" * (len(systems) + 1))
+                     + " | bert_tf ÷ best peer | ceiling during row |")
+        lines.append("|---|---|---|---|" + "---|" * (len(systems) + 2))
         keys = []
         for row in measured:
             key = (row["task"], row["size"], row["precision"], row["batch"])
@@ -1149,9 +1265,12 @@ def markdown_table(rows, systems=SYSTEMS):
             by_system = {r["system"]: r for r in measured
                          if (r["task"], r["size"], r["precision"], r["batch"]) == key}
             ratio = table_ratios.get(key)
+            during = [r["ceiling_gflop_per_s"] for r in by_system.values()
+                      if r.get("ceiling_gflop_per_s")]
             lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | "
                          + " | ".join(_cell(by_system.get(s)) for s in systems)
-                         + f" | {'–' if ratio is None else f'{ratio:.2f}'} |")
+                         + f" | {'–' if ratio is None else f'{ratio:.2f}'}"
+                         + f" | {f'{max(during):,.0f}' if during else '–'} |")
     reasons = sorted({f"{r['system']}: {r['skipped']}" for r in rows if r["skipped"]})
     notes = sorted({f"{r['system']} {r['task']}: {r['note']}" for r in rows if r["note"]})
     if reasons:

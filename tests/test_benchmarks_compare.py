@@ -72,6 +72,48 @@ def test_ratios_mfu_and_table_from_hand_made_measurements():
     assert "| bfloat16 | 4096x768x3072 | tensorflow | 1,350 **best** |" in table
 
 
+def test_a_row_with_an_interleaved_ceiling_takes_its_mfu_from_it():
+    run_start = compare._row(compare.Case("ceiling", "4096x768x3072", "bfloat16", [1],
+                                          ["bert_tf"]), "bert_tf", 1, gflop_per_s=1350.0)
+    row = _row("bert_tf", 4.3, task="pretrain", batch=8)
+    row["ceiling_gflop_per_s"] = 600.0
+    plain = _row("keras_hub", 4.0, task="pretrain", batch=8)
+    compare.add_mfu([run_start, row, plain])
+    flops = row["flops_per_seq"]
+    assert row["mfu"] == pytest.approx(4.3 * flops / 600e9)
+    assert row["mfu_run_ceiling"] == pytest.approx(4.3 * flops / 1350e9)
+    assert plain["mfu"] == plain["mfu_run_ceiling"] == pytest.approx(4.0 * flops / 1350e9)
+    # The bert_tf cell shows the MFU against the 600 GFLOP/s measured during the row.
+    assert (f"| pretrain | base | bfloat16 | 8 | 4.30/s ({4.3 * flops / 600e9:.0%}) | "
+            "4.00/s (21%) | – | 1.07 | 600 |") in compare.markdown_table([run_start, row, plain])
+
+
+def test_rows_after_the_ceiling_time_its_fastest_shape_between_their_repeats():
+    cases = [compare.Case("ceiling", "32x32x32", "float32", [1], ["bert_tf"]),
+             compare.Case("ceiling", "256x256x256", "float32", [1], ["bert_tf"]),
+             compare.Case("infer", "tiny", "float32", [2], ["bert_tf"])]
+    worker = compare.LocalWorker("bert_tf")
+    try:
+        rows = compare.run_cases(cases, {"bert_tf": worker}, repeats=3, min_time=0.01,
+                                 context={})
+    finally:
+        worker.close()
+    rows = json.loads(json.dumps(compare.add_mfu(rows)))
+    ceiling_rows, (measured,) = rows[:2], rows[2:]
+    fastest = max(ceiling_rows, key=lambda r: r["gflop_per_s"])
+    (probe,) = measured["ceiling_probe"]
+    assert (probe["framework"], probe["shape"]) == ("tensorflow", fastest["size"])
+    assert len(probe["samples_ms"]) == 3
+    m, k, n = (int(d) for d in fastest["size"].split("x"))
+    median_ms = sorted(probe["samples_ms"])[1]
+    assert probe["gflop_per_s"] == pytest.approx(2 * m * k * n / median_ms / 1e6, rel=1e-3)
+    assert measured["ceiling_gflop_per_s"] == probe["gflop_per_s"]
+    assert measured["mfu"] == pytest.approx(
+        measured["seq_per_s"] * measured["flops_per_seq"] / (probe["gflop_per_s"] * 1e9))
+    assert measured["mfu_run_ceiling"] == pytest.approx(
+        measured["seq_per_s"] * measured["flops_per_seq"] / (fastest["gflop_per_s"] * 1e9))
+
+
 def test_an_in_process_bert_tf_measurement_gives_the_json_rows():
     cases = [compare.Case("infer", "tiny", "float32", [2], ["bert_tf", "keras_hub"])]
     worker = compare.LocalWorker("bert_tf")
