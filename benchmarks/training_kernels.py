@@ -17,7 +17,7 @@ are timed interleaved (round r: A, B, C, each `--calls` times), medians over rou
               transformer block ran before); fused: fused.bias_dropout_add_norm.
   attention   unfused: scale, mask, softmax, keras Dropout; fused: fused.attention_probs.
   dropout     float_draw: keras Dropout (a uniform float per element); fused: fused.dropout
-              (16 random bits per element, two per Philox draw).
+              (16 hashed bits per element, computed inside the kernel that applies them).
 
 --drift SECONDS prints the rate of one bfloat16 [1024x768]·[768x3072] product every ~2.5 s:
 on the shared host here it moves between ~500 and ~1,350 GFLOP/s with nothing else running

@@ -87,7 +87,7 @@ def test_add_norm_without_dropout_matches_layer_norm_and_its_gradient():
 
 
 def test_dropout_rate_scale_and_gradient_mask():
-    rate, shape = 0.25, (64, 33, 31)  # an odd element count: the last 16 bits of a draw unused
+    rate, shape = 0.25, (64, 33, 31)
     x = tf.random.stateless_uniform(shape, [3, 4], minval=1.0, maxval=2.0)
     weights = tf.random.stateless_normal(shape, [5, 6])
     seed = tf.constant([7, 8], tf.int32)
@@ -107,6 +107,43 @@ def test_dropout_rate_scale_and_gradient_mask():
     np.testing.assert_array_equal(fused.dropout(tf.constant(x), rate, seed).numpy() != 0, kept)
     other = fused.dropout(tf.constant(x), rate, tf.constant([7, 9], tf.int32)).numpy() != 0
     assert (other != kept).mean() > 0.2
+
+
+def _mix64(x):
+    """The avalanche of uint32 values as its docstring defines it, in numpy's uint32."""
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
+
+
+def test_random_bits_follow_their_definition():
+    shape, seed = (3, 5, 7), (-5, 123456789)
+    with np.errstate(over="ignore"):
+        key0 = _mix64(np.array(seed[0], np.int32).view(np.uint32))
+        key1 = _mix64(np.array(seed[1], np.int32).view(np.uint32) ^ np.uint32(0x9E3779B9))
+        index = np.arange(np.prod(shape), dtype=np.uint32).reshape(shape)
+        want = (_mix64(_mix64(index ^ key0) ^ key1) >> np.uint32(16)).astype(np.uint16)
+    got = fused.random_bits(tf.constant(shape), tf.constant(seed, tf.int32)).numpy()
+    np.testing.assert_array_equal(got, want)
+
+
+def test_random_bits_of_neighbours_and_of_neighbouring_seeds_are_independent():
+    n = 1 << 18
+    keep = fused.random_bits(tf.constant([n]), tf.constant([21, 22], tf.int32)).numpy() >= 32768
+    bound = 5 * math.sqrt(0.25 * 0.75 / n)  # five standard deviations of a 1/4 frequency
+    # Adjacent elements, and elements one row of 128 apart, are both kept 1/4 of the time.
+    assert abs((keep[1:] & keep[:-1]).mean() - 0.25) < bound
+    assert abs((keep[128:] & keep[:-128]).mean() - 0.25) < bound
+    # Seeds that differ by one in either half give masks that agree half of the time.
+    for other in ([21, 23], [20, 22]):
+        other_keep = fused.random_bits(tf.constant([n]), tf.constant(other, tf.int32)).numpy()
+        assert abs(((other_keep >= 32768) & keep).mean() - 0.25) < bound
+    # Every one of the 16 bits is set half of the time.
+    bits = fused.random_bits(tf.constant([n]), tf.constant([21, 22], tf.int32)).numpy()
+    ones = [((bits >> b) & 1).mean() for b in range(16)]
+    assert max(abs(p - 0.5) for p in ones) < 5 * math.sqrt(0.25 / n)
 
 
 @pytest.mark.parametrize("rate", [0.1, 0.5])
