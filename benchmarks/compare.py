@@ -108,7 +108,7 @@ CEILING_SHAPES = ((1024, 1024, 1024), (2048, 2048, 2048), (4096, 4096, 4096),
 QUICK_CEILING_SHAPES = ((2048, 2048, 2048), (4096, 4096, 4096), (4096, 768, 3072))
 WARMUP_CALLS = 2
 # A worker still holding this much after a case is replaced by a fresh process (run_cases).
-RESTART_RESIDENT_MB = 3072
+RESTART_RESIDENT_MB = 2048
 TORCH_PYTHON_ENV = "BERT_TF_BENCH_TORCH_PYTHON"
 
 
@@ -888,8 +888,10 @@ class WorkerProcess:
             line = ""
         if not line:
             self.process.wait()
-            self.dead = (f"{self.system} worker exited with status {self.process.returncode}"
-                         f" ({self.log_tail()})")
+            status = self.process.returncode
+            why = ("killed by SIGKILL, e.g. the kernel's out-of-memory killer"
+                   if status == -9 else self.log_tail())
+            self.dead = f"{self.system} worker exited with status {status} ({why})"
             raise WorkerDied(self.dead)
         return json.loads(line)
 
@@ -1071,13 +1073,21 @@ def run_cases(cases, workers, repeats, min_time, context, log=None, restart=None
 
     `restart(system)` -> a fresh worker: called for a worker still holding more than
     `restart_mb` MiB after a case's teardown (TensorFlow keeps graphs, XLA and oneDNN caches of
-    every model a process built; a full run's bert_tf worker grew past 9 GiB and was killed).
+    every model a process built; a full run's bert_tf worker grew past 9 GiB and was killed),
+    and before the next case for a worker that died (its own case's rows are skipped with the
+    reason; a later case should not lose its rows to it).
     """
     log = log or (lambda message: None)
     rows = []
     for number, case in enumerate(cases, 1):
         label = f"{case.task} {case.size} {case.precision}"
         log(f"[{number}/{len(cases)}] {label}: setting up {', '.join(case.systems)}")
+        if restart is not None:
+            for system in case.systems:
+                if workers.get(system) is not None and workers[system].dead:
+                    log(f"  {system} worker died ({workers[system].dead[:120]}): restarting it")
+                    workers[system].close()
+                    workers[system] = restart(system)
         ready, skipped = [], {}
         for system in case.systems:
             worker = workers.get(system)

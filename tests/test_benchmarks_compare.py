@@ -153,3 +153,27 @@ def test_a_worker_holding_too_much_memory_is_replaced_between_cases():
     # was measured by the first replacement.
     assert len(started) == 2 and workers["bert_tf"] is started[-1]
     assert [row["precision"] for row in rows if row["seq_per_s"]] == ["float32", "bfloat16"]
+
+
+def test_a_worker_that_died_is_replaced_before_the_next_case():
+    cases = [compare.Case("infer", "tiny", "float32", [1], ["bert_tf"])]
+    dead = compare.LocalWorker("bert_tf")
+    dead.dead = "bert_tf worker exited with status -9 (killed by SIGKILL)"
+    workers, started = {"bert_tf": dead}, []
+
+    def restart(system):
+        started.append(compare.LocalWorker(system))
+        return started[-1]
+
+    try:
+        rows = compare.run_cases(cases, workers, repeats=1, min_time=0.01, context={},
+                                 restart=restart)
+        # Without a restart function the dead worker's rows are skipped with its reason.
+        skipped = compare.run_cases(cases, {"bert_tf": dead}, repeats=1, min_time=0.01,
+                                    context={})
+    finally:
+        for worker in [dead, *started]:
+            worker.close()
+    assert len(started) == 1 and workers["bert_tf"] is started[0]
+    assert rows[0]["seq_per_s"] > 0 and rows[0]["skipped"] is None
+    assert skipped[0]["seq_per_s"] is None and "status -9" in skipped[0]["skipped"]
