@@ -88,17 +88,22 @@ def test_a_row_with_an_interleaved_ceiling_takes_its_mfu_from_it():
             "4.00/s (21%) | – | 1.07 | 600 |") in compare.markdown_table([run_start, row, plain])
 
 
+def _measured_in_process(cases, repeats):
+    """run_cases with an in-process bert_tf worker; the rows with MFU, through JSON."""
+    worker = compare.LocalWorker("bert_tf")
+    try:
+        rows = compare.run_cases(cases, {"bert_tf": worker}, repeats=repeats, min_time=0.01,
+                                 context={})
+    finally:
+        worker.close()
+    return json.loads(json.dumps(compare.add_mfu(rows)))
+
+
 def test_rows_after_the_ceiling_time_its_fastest_shape_between_their_repeats():
     cases = [compare.Case("ceiling", "32x32x32", "float32", [1], ["bert_tf"]),
              compare.Case("ceiling", "256x256x256", "float32", [1], ["bert_tf"]),
              compare.Case("infer", "tiny", "float32", [2], ["bert_tf"])]
-    worker = compare.LocalWorker("bert_tf")
-    try:
-        rows = compare.run_cases(cases, {"bert_tf": worker}, repeats=3, min_time=0.01,
-                                 context={})
-    finally:
-        worker.close()
-    rows = json.loads(json.dumps(compare.add_mfu(rows)))
+    rows = _measured_in_process(cases, repeats=3)
     ceiling_rows, (measured,) = rows[:2], rows[2:]
     fastest = max(ceiling_rows, key=lambda r: r["gflop_per_s"])
     (probe,) = measured["ceiling_probe"]
@@ -116,13 +121,7 @@ def test_rows_after_the_ceiling_time_its_fastest_shape_between_their_repeats():
 
 def test_an_in_process_bert_tf_measurement_gives_the_json_rows():
     cases = [compare.Case("infer", "tiny", "float32", [2], ["bert_tf", "keras_hub"])]
-    worker = compare.LocalWorker("bert_tf")
-    try:
-        rows = compare.run_cases(cases, {"bert_tf": worker}, repeats=2, min_time=0.01,
-                                 context={})
-    finally:
-        worker.close()
-    rows = json.loads(json.dumps(compare.add_mfu(rows)))
+    rows = _measured_in_process(cases, repeats=2)
     assert len(rows) == 2 and all(JSON_KEYS <= set(row) for row in rows)
     measured, skipped = rows
     assert (measured["system"], measured["batch"], measured["seq_len"]) == ("bert_tf", 2, 128)
