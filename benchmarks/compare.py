@@ -744,8 +744,18 @@ def _timed(run, calls):
     return (own if own is not None else wall) / calls
 
 
+def _warm_up(run, min_time):
+    """(calls per repeat, seconds per call): WARMUP_CALLS calls of `run`, the last one timed
+    to size a repeat of >= min_time seconds."""
+    for _ in range(WARMUP_CALLS - 1):
+        run(1)
+    per_call = _timed(run, 1)
+    return max(1, min(10000, math.ceil(min_time / max(per_call, 1e-9)))), per_call
+
+
 class Worker:
-    """The request loop of a worker process: hello, setup, prepare, measure, teardown, exit."""
+    """The request loop of a worker process: hello, setup, prepare, measure, probe_setup,
+    probe_measure, teardown, exit."""
 
     def __init__(self, system):
         self.system = system
@@ -776,10 +786,7 @@ class Worker:
         if op == "prepare":
             batch = request["batch"]
             run = self.bench.runner(batch)
-            for _ in range(WARMUP_CALLS - 1):
-                run(1)
-            per_call = _timed(run, 1)  # the last warm-up call sizes the repeats
-            calls = max(1, min(10000, math.ceil(request["min_time"] / max(per_call, 1e-9))))
+            calls, per_call = _warm_up(run, request["min_time"])
             self.runs[batch] = (run, calls)
             return {"calls": calls, "seconds": per_call}
         if op == "measure":
@@ -792,10 +799,7 @@ class Worker:
             cls = _bench_class(self.system, "ceiling")
             bench = cls("ceiling", request["size"], request["precision"], {})
             run = bench.runner(1)
-            for _ in range(WARMUP_CALLS - 1):
-                run(1)
-            per_call = _timed(run, 1)
-            calls = max(1, min(10000, math.ceil(request["min_time"] / max(per_call, 1e-9))))
+            calls, per_call = _warm_up(run, request["min_time"])
             self.probe = (bench, run, calls)
             return {"calls": calls, "seconds": per_call}
         if op == "probe_measure":
@@ -1049,7 +1053,7 @@ def _set_up_probes(case, rows, workers, min_time, log):
     return probes
 
 
-def _probe_results(case, probes, samples):
+def _probe_results(probes, samples):
     """The probes' medians as [{framework, shape, gflop_per_s, samples_ms}]."""
     results = []
     for system, shape in probes.items():
@@ -1064,10 +1068,10 @@ def _probe_results(case, probes, samples):
 
 
 def run_cases(cases, workers, repeats, min_time, context, log=None, restart=None,
-              restart_mb=RESTART_RESIDENT_MB, probe=True):
+              restart_mb=RESTART_RESIDENT_MB):
     """Runs every case with the repeats interleaved across systems; returns the rows.
 
-    With `probe`, each non-ceiling case also times each framework's fastest ceiling matmul
+    Each non-ceiling case also times each framework's fastest ceiling matmul
     (of the ceiling rows measured before it) between its repeats: the row's
     `ceiling_gflop_per_s`, which its MFU is against (add_mfu).
 
@@ -1100,7 +1104,7 @@ def run_cases(cases, workers, repeats, min_time, context, log=None, restart=None
                 skipped[system] = why
             else:
                 ready.append(system)
-        probes = _set_up_probes(case, rows, workers, min_time, log) if probe else {}
+        probes = _set_up_probes(case, rows, workers, min_time, log)
         for batch in case.batches:
             prepared, batch_skipped = [], dict(skipped)
             for system in ready:
@@ -1131,7 +1135,7 @@ def run_cases(cases, workers, repeats, min_time, context, log=None, restart=None
                         batch_skipped[system] = why
                     else:
                         samples[system].append(reply["seconds"])
-            probe_rows = _probe_results(case, probes, probe_samples)
+            probe_rows = _probe_results(probes, probe_samples)
             for system in case.systems:
                 if system in batch_skipped:
                     rows.append(_row(case, system, batch, skipped=batch_skipped[system]))
