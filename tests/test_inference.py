@@ -54,6 +54,36 @@ def test_frozen_encoder_equals_the_model_in_float32_for_any_shape():
             np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
 
 
+def test_frozen_head_major_attention_transposes_its_kernels_outside_the_cond():
+    # The frozen graph's control flow is lowered: the head-major branch of each attention's
+    # tf.cond receives its inputs through Switch ops. Its kernels, reshaped and transposed to
+    # [heads, hidden, head_size], must be computed before the Switch, from the constants alone,
+    # where grappler folds them into constants; after the Switch they would be transposed on
+    # every call (six transposes per call of a frozen two-layer model).
+    keras.utils.set_random_seed(0)
+    frozen = inference.frozen_forward(trained_like(BertEncoder(CONFIG)))
+    nodes = {node.name: node for node in frozen.concrete_function.graph.as_graph_def().node}
+
+    def ancestors(name, seen=None):
+        seen = set() if seen is None else seen
+        for source in nodes[name].input:
+            source = source.lstrip("^").split(":")[0]
+            if source not in seen:
+                seen.add(source)
+                ancestors(source, seen)
+        return seen
+
+    weight_transposes = []
+    for name, node in nodes.items():
+        if node.op == "Transpose":
+            upstream = {nodes[a].op for a in ancestors(name)}
+            if "Placeholder" not in upstream:  # computed from constants only: a weight
+                weight_transposes.append(name)
+                assert "Switch" not in upstream, name
+    # query, key and value of each layer
+    assert len(weight_transposes) == 3 * CONFIG.num_hidden_layers
+
+
 def test_frozen_encoder_is_close_under_mixed_bfloat16():
     keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
     keras.utils.set_random_seed(0)

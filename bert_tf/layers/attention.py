@@ -141,37 +141,46 @@ class BertSelfAttention(keras.layers.Layer):
         scores = scores + ops.cast(attention_bias(attention_mask), scores_dtype)
         return ops.cast(tf.nn.softmax(scores, axis=-1), self.compute_dtype)
 
-    def _head_major_call(self, hidden_states, attention_mask):
+    def _head_major_weights(self):
+        """The projections' weights in the head-major form: query, key and value kernels as
+        [heads, H, head_size] and biases as [heads, 1, head_size], the output kernel as [heads,
+        head_size, H] and its bias. Computed outside `call`'s tf.cond, so that freezing folds
+        the reshapes and transposes into constants: inside a cond branch the weights arrive as
+        arguments, and each call of a frozen tiny model ran six transposes of the kernels."""
+        dtype = self.compute_dtype
+        heads, size, hidden = self.num_heads, self.head_size, self.hidden_size
+        projections = tuple(
+            (tf.transpose(tf.reshape(ops.cast(dense.kernel, dtype), [hidden, heads, size]),
+                          [1, 0, 2]),
+             tf.reshape(ops.cast(dense.bias, dtype), [heads, 1, size]))
+            for dense in (self.query, self.key, self.value))
+        output = (tf.reshape(ops.cast(self.output_dense.kernel, dtype), [heads, size, hidden]),
+                  ops.cast(self.output_dense.bias, dtype))
+        return projections, output
+
+    def _head_major_call(self, hidden_states, attention_mask, weights):
         """Inference without a transpose: each projection multiplies the [batch, 1, seq, H]
         input by its kernel viewed as [heads, H, head_size] (one broadcast batch product straight
         into [batch, heads, seq, head_size]), and the output projection multiplies each head's
         context by its [head_size, H] rows of the output kernel and sums over heads. Same
-        products as `call`, summed in another order (float32 outputs differ by rounding, ~1e-6)."""
-        dtype = self.compute_dtype
-        heads, size, hidden = self.num_heads, self.head_size, self.hidden_size
-        inputs = ops.cast(hidden_states, dtype)[:, None]  # [batch, 1, seq, hidden]
-
-        def project(dense):
-            kernel = tf.transpose(tf.reshape(ops.cast(dense.kernel, dtype), [hidden, heads, size]),
-                                  [1, 0, 2])
-            return tf.matmul(inputs, kernel) + tf.reshape(ops.cast(dense.bias, dtype),
-                                                          [heads, 1, size])
-
-        query, key, value = project(self.query), project(self.key), project(self.value)
+        products as `call`, summed in another order (float32 outputs differ by rounding, ~1e-6).
+        `weights`: `_head_major_weights()`."""
+        projections, (output_kernel, output_bias) = weights
+        inputs = ops.cast(hidden_states, self.compute_dtype)[:, None]  # [batch, 1, seq, hidden]
+        query, key, value = (tf.matmul(inputs, kernel) + bias for kernel, bias in projections)
         probs = self._inference_probs(tf.matmul(query, key, transpose_b=True), attention_mask)
         context = tf.matmul(probs, value)  # [batch, heads, seq, head_size]
-        output = self.output_dense
-        per_head = tf.matmul(context, tf.reshape(ops.cast(output.kernel, dtype),
-                                                 [heads, size, hidden]))
-        return tf.reduce_sum(per_head, axis=1) + ops.cast(output.bias, dtype)
+        per_head = tf.matmul(context, output_kernel)
+        return tf.reduce_sum(per_head, axis=1) + output_bias
 
     def call(self, hidden_states, attention_mask, training=None):
         if (not training and getattr(_HEAD_MAJOR, "active", False)
                 and self.compute_dtype == "float32"
                 and self.hidden_size <= SEPARATE_QKV_MAX_HIDDEN):
             shape = tf.shape(hidden_states)
+            weights = self._head_major_weights()
             return tf.cond(shape[0] * shape[1] <= HEAD_MAJOR_MAX_TOKENS,
-                           lambda: self._head_major_call(hidden_states, attention_mask),
+                           lambda: self._head_major_call(hidden_states, attention_mask, weights),
                            lambda: self._ordinary_call(hidden_states, attention_mask))
         return self._ordinary_call(hidden_states, attention_mask, training)
 
