@@ -145,8 +145,9 @@ class BertSelfAttention(keras.layers.Layer):
         """The projections' weights in the head-major form: query, key and value kernels as
         [heads, H, head_size] and biases as [heads, 1, head_size], the output kernel as [heads,
         head_size, H] and its bias. Computed outside `call`'s tf.cond, so that freezing folds
-        the reshapes and transposes into constants: inside a cond branch the weights arrive as
-        arguments, and each call of a frozen tiny model ran six transposes of the kernels."""
+        the reshapes and transposes into constants: freezing lowers the cond to Switch/Merge,
+        and inside the branch the weights sit behind a Switch that constant folding cannot see
+        through (each call of a frozen tiny model then ran six transposes of the kernels)."""
         dtype = self.compute_dtype
         heads, size, hidden = self.num_heads, self.head_size, self.hidden_size
         projections = tuple(
