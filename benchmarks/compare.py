@@ -259,6 +259,16 @@ def synthetic_texts(count, words=120, seed=0):
     return texts
 
 
+def bench_context(work_dir, hf_bfloat16="autocast"):
+    """What every worker's benchmark reads: the synthetic vocab.txt (written into `work_dir`),
+    the 32 serving texts, the run's work directory and the HF bfloat16 mode."""
+    vocab_file = os.path.join(work_dir, "vocab.txt")
+    with open(vocab_file, "w") as writer:
+        writer.write("\n".join(synthetic_vocabulary()) + "\n")
+    return {"vocab_file": vocab_file, "texts": synthetic_texts(32), "work_dir": work_dir,
+            "hf_bfloat16": hf_bfloat16}
+
+
 # ---------------------------------------------------------------------------------------------
 # Worker side: one system per process
 # ---------------------------------------------------------------------------------------------
@@ -1089,9 +1099,8 @@ def run_cases(cases, workers, repeats, min_time, context, log=None, restart=None
         if restart is not None:
             for system in case.systems:
                 if workers.get(system) is not None and workers[system].dead:
-                    log(f"  {system} worker died ({workers[system].dead[:120]}): restarting it")
-                    workers[system].close()
-                    workers[system] = restart(system)
+                    _replace_worker(workers, system, restart, log,
+                                    f"died ({workers[system].dead[:120]})")
         ready, skipped = [], {}
         for system in case.systems:
             worker = workers.get(system)
@@ -1167,10 +1176,15 @@ def run_cases(cases, workers, repeats, min_time, context, log=None, restart=None
                 continue
             resident = reply.get("rss_mb")
             if restart is not None and resident is not None and resident > restart_mb:
-                log(f"  {system} worker holds {resident:.0f} MiB after {label}: restarting it")
-                workers[system].close()
-                workers[system] = restart(system)
+                _replace_worker(workers, system, restart, log,
+                                f"holds {resident:.0f} MiB after {label}")
     return rows
+
+
+def _replace_worker(workers, system, restart, log, why):
+    log(f"  {system} worker {why}: restarting it")
+    workers[system].close()
+    workers[system] = restart(system)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1530,11 +1544,7 @@ def main(argv=None):
     log(f"{len(cases)} cases, systems {', '.join(needed)}, {args.repeats} repeats of "
         f">= {args.min_time} s; load average {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="bert_tf_compare_") as work_dir:
-        vocab_file = os.path.join(work_dir, "vocab.txt")
-        with open(vocab_file, "w") as writer:
-            writer.write("\n".join(synthetic_vocabulary()) + "\n")
-        context = {"vocab_file": vocab_file, "texts": synthetic_texts(32),
-                   "work_dir": work_dir, "hf_bfloat16": args.hf_bfloat16}
+        context = bench_context(work_dir, args.hf_bfloat16)
         workers, versions = _start_workers(args, needed, work_dir, log)
         try:
             def restart(system):
