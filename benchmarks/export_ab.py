@@ -4,10 +4,10 @@
         [--precision float32] [--rounds 15] [--min_time 0.4]
     python benchmarks/export_ab.py memory [--size small] [--signatures all|serving_default]
 
-speed: for each tree (a directory holding a `bert_tf` package, e.g. `git archive HEAD bert_tf
-benchmarks | tar -x -C /tmp/base`) and size, a fresh process builds benchmarks.compare's serve
-model (BertClassifier with checkpoint-like weights) with that tree's code and exports it with
-`bert_tf.export.export_model`. One process then loads every export and calls their
+speed: for each tree (a directory holding a `bert_tf` package, e.g. `git archive HEAD bert_tf |
+tar -x -C /tmp/base`) and size, a fresh process builds benchmarks.compare's serve model
+(BertClassifier with checkpoint-like weights) with that tree's bert_tf and this checkout's
+benchmarks/, and exports it with `bert_tf.export.export_model`. One process then loads every export and calls their
 `serving_default` with raw text in alternation, --rounds rounds of at least --min_time seconds
 each, at batch 1 and 32. Prints each export's median call time and the median of the per-round
 ratios to the first tree's: load drifts hit both alike. The host here switches between a fast
@@ -35,34 +35,24 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 
-def _context(work_dir):
-    from benchmarks import compare
-
-    vocab_file = os.path.join(work_dir, "vocab.txt")
-    if not os.path.exists(vocab_file):
-        with open(vocab_file, "w") as writer:
-            writer.write("\n".join(compare.synthetic_vocabulary()) + "\n")
-    return {"vocab_file": vocab_file, "texts": compare.synthetic_texts(32), "work_dir": work_dir,
-            "hf_bfloat16": "autocast"}
-
-
 _EXPORT_CODE = """
 import glob, os, sys
-sys.path[:0] = [sys.argv[1], sys.argv[2]]  # the tree's bert_tf (and benchmarks/, if it has one)
-from benchmarks import compare
-size, precision, out_dir, vocab_file = sys.argv[3:]
+tree, repo, size, precision, out_dir = sys.argv[1:]
+sys.path.insert(0, tree)
+import bert_tf  # the tree's; cached, so the checkout put first below cannot replace it
+assert os.path.dirname(bert_tf.__file__) == os.path.join(tree, "bert_tf"), bert_tf.__file__
+sys.path.insert(0, repo)
+from benchmarks import compare  # this checkout's harness, the same for every tree
 os.makedirs(out_dir, exist_ok=True)
-context = {"vocab_file": vocab_file, "texts": compare.synthetic_texts(32), "work_dir": out_dir,
-           "hf_bfloat16": "autocast"}
-bench = compare.BertTfBench("serve", size, precision, context)
+bench = compare.BertTfBench("serve", size, precision, compare.bench_context(out_dir))
 print(glob.glob(os.path.join(bench.export_dir, "*"))[0])
 """
 
 
-def _export_with_tree(tree, size, precision, out_dir, vocab_file):
-    """benchmarks.compare's serve export, built by a fresh process with `tree`'s code."""
+def _export_with_tree(tree, size, precision, out_dir):
+    """benchmarks.compare's serve export, built by a fresh process with `tree`'s bert_tf."""
     result = subprocess.run([sys.executable, "-c", _EXPORT_CODE, os.path.abspath(tree), REPO,
-                             size, precision, out_dir, vocab_file], capture_output=True, text=True)
+                             size, precision, out_dir], capture_output=True, text=True)
     if result.returncode:
         raise RuntimeError(f"export with tree {tree} failed:\n{result.stderr[-3000:]}")
     return result.stdout.strip().splitlines()[-1]
@@ -79,10 +69,9 @@ def speed(args):
     trees = args.trees.split(",")
     texts_all = compare.synthetic_texts(32)
     with tempfile.TemporaryDirectory(prefix="export_ab_") as work:
-        vocab_file = _context(work)["vocab_file"]
         for size in args.sizes.split(","):
             paths = [_export_with_tree(tree, size, args.precision,
-                                       os.path.join(work, f"{size}_{index}"), vocab_file)
+                                       os.path.join(work, f"{size}_{index}"))
                      for index, tree in enumerate(trees)]
             served = [tf.saved_model.load(path).signatures["serving_default"] for path in paths]
             for batch in (1, 32):
@@ -146,7 +135,7 @@ def memory(args):
     from bert_tf.models import BertClassifier
 
     with tempfile.TemporaryDirectory(prefix="export_memory_") as work:
-        context = _context(work)
+        context = compare.bench_context(work)
         watch.enter("model built")
         model = BertClassifier(BertConfig.preset(args.size), num_labels=compare.NUM_LABELS)
         compare.trained_like(model)
