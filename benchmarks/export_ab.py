@@ -98,10 +98,52 @@ def speed(args):
                           f"÷ first tree {ratio:.3f}", flush=True)
 
 
+# (module, attribute path) of the TensorFlow steps `memory --trace` reports, in call order.
+TRACED = (
+    ("bert_tf.inference", "convert_variables_to_constants_v2"),  # imported by name there
+    ("tensorflow.python.framework.convert_to_constants", "_run_inline_graph_optimization"),
+    ("tensorflow.python.framework.convert_to_constants",
+     "_FunctionConverterData._build_tensor_data"),
+    ("tensorflow.python.framework.convert_to_constants", "_replace_variables_by_constants"),
+    ("tensorflow.python.eager.wrap_function", "function_from_graph_def"),
+    ("tensorflow.python.saved_model.save", "save_and_return_nodes"),
+    ("keras.src.backend.tensorflow.export", "TFExportArchive.add_endpoint"),
+    ("tensorflow.python.saved_model.save", "_build_meta_graph_impl"),
+    ("tensorflow.python.saved_model.signature_serialization", "canonicalize_signatures"),
+    ("tensorflow.python.saved_model.save", "_SaveableView.__init__"),
+    ("tensorflow.python.saved_model.save", "_fill_meta_graph_def"),
+)
+
+
 class _PeakRss:
     def __init__(self):
         self.stage, self.peaks = None, {}
+        self.calls = []  # [peak] of each traced call running now, innermost last
         threading.Thread(target=self._watch, daemon=True).start()
+
+    def trace(self, module_name, path):
+        """Replace module_name.path by a wrapper printing each call's RSS at entry, peak, exit."""
+        owner = importlib.import_module(module_name)
+        *parents, name = path.split(".")
+        for parent in parents:
+            owner = getattr(owner, parent)
+        original = getattr(owner, name)
+
+        def traced(*args, **kwargs):
+            entry = self.rss()
+            self.calls.append([entry])
+            start = time.time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                peak = max(self.calls.pop()[0], self.rss())
+                if self.calls:
+                    self.calls[-1][0] = max(self.calls[-1][0], peak)
+                print(f"{'  ' * len(self.calls)}{path}: entry {entry / 2**30:.2f}, peak "
+                      f"{peak / 2**30:.2f}, exit {self.rss() / 2**30:.2f} GiB "
+                      f"({time.time() - start:.1f} s)", flush=True)
+
+        setattr(owner, name, traced)
 
     @staticmethod
     def rss():
@@ -113,6 +155,8 @@ class _PeakRss:
             rss = self.rss()
             if rss > self.peaks.get(self.stage, 0):
                 self.peaks[self.stage] = rss
+            for call in list(self.calls):
+                call[0] = max(call[0], rss)
             time.sleep(0.01)
 
     def enter(self, stage):
@@ -134,6 +178,8 @@ def memory(args):
     from bert_tf.config import BertConfig
     from bert_tf.models import BertClassifier
 
+    for module_name, path in TRACED if args.trace else ():
+        watch.trace(module_name, path)
     with tempfile.TemporaryDirectory(prefix="export_memory_") as work:
         context = compare.bench_context(work)
         watch.enter("model built")
@@ -179,6 +225,8 @@ def main():
     mem = commands.add_parser("memory")
     mem.add_argument("--size", default="small")
     mem.add_argument("--signatures", default="all", choices=["all", "serving_default"])
+    mem.add_argument("--trace", action="store_true",
+                     help="also each call of the TensorFlow steps in TRACED")
     args = parser.parse_args()
     speed(args) if args.command == "speed" else memory(args)
 
