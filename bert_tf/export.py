@@ -248,7 +248,10 @@ class ServingFunctions:
     text_inputs: names of the tf.string [batch] inputs of `serving_default`.
     serve_text: (*text tensors) -> dict of outputs, batch first.
     serve_ids: dict with int32 `input_ids`, `input_mask`, `segment_ids` -> dict of outputs.
-    tracked: the built Keras layers/models whose variables and resources they use.
+    tracked: the built Keras layers whose resources other than variables (the tokenizer's
+      vocabulary table) the functions use. Not the model: the variables the functions read
+      are saved with them, and Keras' ExportArchive would store a tracked model's variables
+      a second time (an unfrozen export was twice the model's size on disk and in memory).
     preprocessor: the `TextPreprocessor` (its vocabulary becomes the `vocab.txt` asset).
     notes: warnings every answer must carry (a pretrainer whose masked-LM head was not in
       the checkpoint answers at random); `export_checkpoint` refuses to write such a model.
@@ -284,7 +287,7 @@ def packed_serving_functions(run: Callable[[Dict[str, tf.Tensor]], Dict[str, tf.
         return run(trim_padding(preprocessor(list(texts))))
 
     _build(preprocessor, model, len(text_inputs))
-    return ServingFunctions(text_inputs, serve_text, run, (model, preprocessor), preprocessor,
+    return ServingFunctions(text_inputs, serve_text, run, (preprocessor,), preprocessor,
                             packed_model=model)
 
 
@@ -320,8 +323,7 @@ def frozen_serving_functions(functions: ServingFunctions) -> ServingFunctions:
     def serve_text(*texts):
         return frozen(trim_padding(preprocessor(list(texts))))
 
-    return dataclasses.replace(functions, serve_text=serve_text, serve_ids=frozen,
-                               tracked=(preprocessor,))
+    return dataclasses.replace(functions, serve_text=serve_text, serve_ids=frozen)
 
 
 def _build(preprocessor, model, num_texts):
@@ -652,7 +654,7 @@ def tagger_serving_functions(model: keras.Model, vocab_file, do_lower_case: bool
     _build(preprocessor, model, 1)
     serve = tagging_serve_function(model, preprocessor, label_list)
     return ServingFunctions(("text",), serve, token_tagging_function(model, label_list),
-                            (model, preprocessor), preprocessor)
+                            (preprocessor,), preprocessor)
 
 
 def serving_functions(model: keras.Model, kind: str, vocab, do_lower_case: bool = True,

@@ -256,6 +256,29 @@ def test_warmup_is_skipped_with_a_log_line_without_tensorflow_serving_api(
     assert not (tmp_path / "assets.extra").exists()
 
 
+def test_an_export_with_variables_stores_each_weight_once(tmp_path, vocab_file):
+    """The checkpoint inside an unfrozen SavedModel holds exactly the model's trained weights,
+    once each (Keras' ExportArchive stored a tracked model's variables twice)."""
+    tf.keras.utils.set_random_seed(6)
+    config = tiny_config()
+    for kind, model, options in (
+            ("classifier", BertClassifier(config, num_labels=3), dict(label_list=LABELS)),
+            ("ner", BertTokenClassifier(config, num_labels=len(TAGS)), dict(label_list=TAGS))):
+        functions = export.serving_functions(model, kind, vocab_file,
+                                             max_seq_length=MAX_SEQ_LENGTH, **options)
+        path = export.write_serving_model(str(tmp_path / kind), functions, warmup=False,
+                                          freeze=False)
+        stored = [(name, shape) for name, shape in
+                  tf.train.list_variables(os.path.join(path, "variables", "variables"))
+                  if name != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+        assert sorted(int(np.prod(shape)) for _, shape in stored) == sorted(
+            int(np.prod(w.shape)) for w in model.trainable_weights), kind
+        loaded = tf.saved_model.load(path)
+        served = loaded.signatures["serving_default"](text=tf.constant(TEXTS))
+        expected = functions.serve_text(tf.constant(TEXTS))
+        np.testing.assert_allclose(served["probabilities"], expected["probabilities"], atol=1e-6)
+
+
 def test_a_frozen_export_serves_the_same_answers_without_variables(tmp_path, vocab_file):
     import keras
 
