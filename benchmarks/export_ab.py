@@ -1,8 +1,12 @@
-"""Exported classifiers from two source trees, served side by side; and an export's memory.
+"""Exported classifiers from two source trees, or frozen and not, served side by side; and an
+export's memory.
 
     python benchmarks/export_ab.py speed --trees /tmp/base,. [--sizes tiny,small]
         [--precision float32] [--rounds 15] [--min_time 0.4]
+    python benchmarks/export_ab.py freeze [--sizes tiny,small,base]
+        [--precisions float32,bfloat16] [--rounds 9] [--min_time 0.4]
     python benchmarks/export_ab.py memory [--size small] [--signatures all|serving_default]
+        [--trace]
 
 speed: for each tree (a directory holding a `bert_tf` package, e.g. `git archive HEAD bert_tf |
 tar -x -C /tmp/base`) and size, a fresh process builds benchmarks.compare's serve model
@@ -12,6 +16,13 @@ benchmarks/, and exports it with `bert_tf.export.export_model`. One process then
 each, at batch 1 and 32. Prints each export's median call time and the median of the per-round
 ratios to the first tree's: load drifts hit both alike. The host here switches between a fast
 and a slow state within minutes, so only such interleaved ratios compare two trees.
+
+freeze: for each size and precision, benchmarks.compare's serve classifier exported twice by
+this checkout, with `freeze=True` (weights as graph constants) and `freeze=False` (variables),
+each by a fresh process. Prints each export's size on disk, the exporting process's peak RSS,
+and, from one fresh process per export that loads it and serves batch 1 and 32 once, its RSS
+once loaded, after serving, and at its peak (what a server process holds); then both exports'
+latency, interleaved in one process as in speed (ratio: frozen ÷ variables).
 
 memory: builds, freezes and writes a classifier of --size in this process (this checkout's
 code), then loads it and serves one text, printing the process's peak RSS at the end of each
@@ -37,25 +48,90 @@ REPO = os.path.dirname(HERE)
 
 _EXPORT_CODE = """
 import glob, os, sys
-tree, repo, size, precision, out_dir = sys.argv[1:]
+tree, repo, size, precision, out_dir, freeze = sys.argv[1:]
 sys.path.insert(0, tree)
 import bert_tf  # the tree's; cached, so the checkout put first below cannot replace it
 assert os.path.dirname(bert_tf.__file__) == os.path.join(tree, "bert_tf"), bert_tf.__file__
 sys.path.insert(0, repo)
 from benchmarks import compare  # this checkout's harness, the same for every tree
 os.makedirs(out_dir, exist_ok=True)
-bench = compare.BertTfBench("serve", size, precision, compare.bench_context(out_dir))
+context = compare.bench_context(out_dir)
+context["freeze"] = {"default": None, "true": True, "false": False}[freeze]
+bench = compare.BertTfBench("serve", size, precision, context)
 print(glob.glob(os.path.join(bench.export_dir, "*"))[0])
 """
 
 
-def _export_with_tree(tree, size, precision, out_dir):
-    """benchmarks.compare's serve export, built by a fresh process with `tree`'s bert_tf."""
-    result = subprocess.run([sys.executable, "-c", _EXPORT_CODE, os.path.abspath(tree), REPO,
-                             size, precision, out_dir], capture_output=True, text=True)
-    if result.returncode:
-        raise RuntimeError(f"export with tree {tree} failed:\n{result.stderr[-3000:]}")
-    return result.stdout.strip().splitlines()[-1]
+def _run_measured(command):
+    """Run `command`; (its stdout, its peak RSS in bytes). Raises with its stderr if it fails."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if process.returncode:
+            raise RuntimeError(f"{command[:1] + command[3:]} failed:\n{err.read()[-3000:]}")
+        return out.read(), usage.ru_maxrss * 1024  # ru_maxrss is in KiB on Linux
+
+
+def _export_with_tree(tree, size, precision, out_dir, freeze="default"):
+    """benchmarks.compare's serve export, built by a fresh process with `tree`'s bert_tf:
+    (its path, the exporting process's peak RSS in bytes)."""
+    out, peak = _run_measured([sys.executable, "-c", _EXPORT_CODE, os.path.abspath(tree), REPO,
+                               size, precision, out_dir, freeze])
+    return out.strip().splitlines()[-1], peak
+
+
+_SERVE_CODE = """
+import os, sys
+import tensorflow as tf
+import tensorflow_text  # noqa: F401 (the tokenizer's ops, for loading)
+path, repo = sys.argv[1:]
+sys.path.insert(0, repo)
+from benchmarks import compare
+def rss():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+serve = tf.saved_model.load(path).signatures["serving_default"]
+loaded = rss()
+texts = compare.synthetic_texts(32)
+for batch in (1, 32):
+    serve(text=tf.constant(texts[:batch]))["probabilities"].numpy()
+print("RSS", loaded, rss())
+"""
+
+
+def _interleaved(label, served, batches, rounds, min_time, texts_all):
+    """Call each (name, signature) of `served` with raw text in alternation, `rounds` rounds of
+    at least `min_time` s per batch size; print each one's median and median ratio to the
+    first's. Returns {batch: [median seconds per call, in `served` order]}."""
+    import tensorflow as tf
+
+    medians = {}
+    for batch in batches:
+        texts = tf.constant(texts_all[:batch])
+
+        def timed(function, calls):
+            start = time.perf_counter()
+            for _ in range(calls):
+                outputs = function(text=texts)
+            outputs["probabilities"].numpy()
+            return (time.perf_counter() - start) / calls
+
+        for _, function in served:
+            timed(function, 3)
+        calls = max(2, int(min_time / timed(served[0][1], 3)))
+        times = [[] for _ in served]
+        for _ in range(rounds):
+            for index, (_, function) in enumerate(served):
+                times[index].append(timed(function, calls))
+        for (name, _), own in zip(served, times):
+            ratio = statistics.median(b / a for a, b in zip(times[0], own))
+            print(f"{label} batch {batch:2d} {name:30s} median "
+                  f"{statistics.median(own) * 1000:8.3f} ms  ÷ first {ratio:.3f}", flush=True)
+        medians[batch] = [statistics.median(own) for own in times]
+    return medians
 
 
 def speed(args):
@@ -67,35 +143,67 @@ def speed(args):
     from benchmarks import compare
 
     trees = args.trees.split(",")
-    texts_all = compare.synthetic_texts(32)
     with tempfile.TemporaryDirectory(prefix="export_ab_") as work:
         for size in args.sizes.split(","):
             paths = [_export_with_tree(tree, size, args.precision,
-                                       os.path.join(work, f"{size}_{index}"))
+                                       os.path.join(work, f"{size}_{index}"))[0]
                      for index, tree in enumerate(trees)]
-            served = [tf.saved_model.load(path).signatures["serving_default"] for path in paths]
-            for batch in (1, 32):
-                texts = tf.constant(texts_all[:batch])
+            served = [(tree, tf.saved_model.load(path).signatures["serving_default"])
+                      for tree, path in zip(trees, paths)]
+            _interleaved(f"{size} {args.precision}", served, (1, 32), args.rounds,
+                         args.min_time, compare.synthetic_texts(32))
 
-                def timed(function, calls):
-                    start = time.perf_counter()
-                    for _ in range(calls):
-                        outputs = function(text=texts)
-                    outputs["probabilities"].numpy()
-                    return (time.perf_counter() - start) / calls
 
-                for function in served:
-                    timed(function, 3)
-                calls = max(2, int(args.min_time / timed(served[0], 3)))
-                times = [[] for _ in served]
-                for _ in range(args.rounds):
-                    for index, function in enumerate(served):
-                        times[index].append(timed(function, calls))
-                for tree, own in zip(trees, times):
-                    ratio = statistics.median(b / a for a, b in zip(times[0], own))
-                    print(f"{size} {args.precision} batch {batch:2d} {tree:30s} "
-                          f"median {statistics.median(own) * 1000:8.3f} ms  "
-                          f"÷ first tree {ratio:.3f}", flush=True)
+def _disk_bytes(path):
+    return sum(os.path.getsize(os.path.join(root, name))
+               for root, _, names in os.walk(path) for name in names)
+
+
+def freeze(args):
+    import tensorflow as tf
+
+    importlib.import_module("tensorflow_text")
+    sys.path.insert(0, REPO)
+    from benchmarks import compare
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="export_freeze_") as work:
+        for size in args.sizes.split(","):
+            for precision in args.precisions.split(","):
+                exports = {}
+                for frozen in (True, False):
+                    name = "frozen" if frozen else "variables"
+                    path, export_peak = _export_with_tree(
+                        REPO, size, precision, os.path.join(work, f"{size}_{precision}_{name}"),
+                        freeze="true" if frozen else "false")
+                    out, serve_peak = _run_measured([sys.executable, "-c", _SERVE_CODE, path,
+                                                     REPO])
+                    loaded, served = (int(v) for v in [line for line in out.splitlines()
+                                                       if line.startswith("RSS ")][-1].split()[1:])
+                    exports[name] = path
+                    rows.append({"size": size, "precision": precision, "export": name,
+                                 "disk": _disk_bytes(path), "export_peak": export_peak,
+                                 "loaded": loaded, "served": served, "serve_peak": serve_peak})
+                    print(rows[-1], flush=True)
+                served = [(name, tf.saved_model.load(path).signatures["serving_default"])
+                          for name, path in exports.items()]
+                medians = _interleaved(f"{size} {precision}", served, (1, 32), args.rounds,
+                                       args.min_time, compare.synthetic_texts(32))
+                for row in rows[-2:]:
+                    index = list(exports).index(row["export"])
+                    row.update({f"batch_{batch}_ms": medians[batch][index] * 1000
+                                for batch in medians})
+                del served
+    gib = 2 ** 30
+    print("\n| size | precision | export | on disk | export peak | served RSS (loaded / after "
+          "calls / peak) | batch 1 | batch 32 |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row['size']} | {row['precision']} | {row['export']} | "
+              f"{row['disk'] / 2**20:.0f} MiB | {row['export_peak'] / gib:.2f} GiB | "
+              f"{row['loaded'] / gib:.2f} / {row['served'] / gib:.2f} / "
+              f"{row['serve_peak'] / gib:.2f} GiB | {row['batch_1_ms']:.1f} ms | "
+              f"{row['batch_32_ms']:.0f} ms |")
 
 
 # (module, attribute path) of the TensorFlow steps `memory --trace` reports, in call order.
@@ -222,13 +330,18 @@ def main():
     ab.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
     ab.add_argument("--rounds", type=int, default=15)
     ab.add_argument("--min_time", type=float, default=0.4)
+    frozen = commands.add_parser("freeze")
+    frozen.add_argument("--sizes", default="tiny,small,base")
+    frozen.add_argument("--precisions", default="float32,bfloat16")
+    frozen.add_argument("--rounds", type=int, default=9)
+    frozen.add_argument("--min_time", type=float, default=0.4)
     mem = commands.add_parser("memory")
     mem.add_argument("--size", default="small")
     mem.add_argument("--signatures", default="all", choices=["all", "serving_default"])
     mem.add_argument("--trace", action="store_true",
                      help="also each call of the TensorFlow steps in TRACED")
     args = parser.parse_args()
-    speed(args) if args.command == "speed" else memory(args)
+    {"speed": speed, "freeze": freeze, "memory": memory}[args.command](args)
 
 
 if __name__ == "__main__":
