@@ -401,14 +401,17 @@ class BertTfBench(_KerasBench):
             # Under the run's temporary directory: gone at the end even if this worker dies.
             self.export_dir = tempfile.mkdtemp(prefix="bert_tf_export_",
                                                dir=self.context.get("work_dir"))
-            # context["freeze"] (benchmarks/export_ab.py freeze): True / False; None: the default.
-            path = export.export_model(self.export_dir, model, "classifier",
-                                       self.context["vocab_file"], warmup=False,
-                                       do_lower_case=True, max_seq_length=SEQ_LEN,
-                                       label_list=[str(i) for i in range(NUM_LABELS)],
-                                       freeze=self.context.get("freeze"))
-            self.loaded = tf.saved_model.load(path)
-            self.serve = self.loaded.signatures["serving_default"]
+            # Frozen, as `bert-export --freeze=true` writes (the default freezes only models of
+            # up to export.FREEZE_MAX_BYTES; base would not be). context["freeze"] (None: the
+            # default) and context["load"] serve benchmarks/export_ab.py.
+            self.export_path = export.export_model(
+                self.export_dir, model, "classifier", self.context["vocab_file"], warmup=False,
+                do_lower_case=True, max_seq_length=SEQ_LEN,
+                label_list=[str(i) for i in range(NUM_LABELS)],
+                freeze=self.context.get("freeze", True))
+            if self.context.get("load", True):
+                self.loaded = tf.saved_model.load(self.export_path)
+                self.serve = self.loaded.signatures["serving_default"]
         elif self.task in ("pretrain", "finetune"):
             self.strategy = distribution.get_strategy()
             with self.strategy.scope():

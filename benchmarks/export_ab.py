@@ -46,8 +46,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 
-_EXPORT_CODE = """
-import glob, os, sys
+# A process's peak RSS: VmHWM, which exec() resets (a child's ru_maxrss keeps its parent's
+# RSS at fork).
+_HIGH_WATER = """
+def _high_water():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+"""
+
+_EXPORT_CODE = _HIGH_WATER + """
+import os, sys
 tree, repo, size, precision, out_dir, freeze = sys.argv[1:]
 sys.path.insert(0, tree)
 import bert_tf  # the tree's; cached, so the checkout put first below cannot replace it
@@ -55,35 +63,38 @@ assert os.path.dirname(bert_tf.__file__) == os.path.join(tree, "bert_tf"), bert_
 sys.path.insert(0, repo)
 from benchmarks import compare  # this checkout's harness, the same for every tree
 os.makedirs(out_dir, exist_ok=True)
-context = compare.bench_context(out_dir)
-context["freeze"] = {"default": None, "true": True, "false": False}[freeze]
+context = dict(compare.bench_context(out_dir), load=False)
+if freeze != "compare":  # else what benchmarks.compare exports
+    context["freeze"] = {"default": None, "true": True, "false": False}[freeze]
 bench = compare.BertTfBench("serve", size, precision, context)
-print(glob.glob(os.path.join(bench.export_dir, "*"))[0])
+print(bench.export_path)
+print("HWM", _high_water())
 """
 
 
-def _run_measured(command):
-    """Run `command`; (its stdout, its peak RSS in bytes). Raises with its stderr if it fails."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen(command, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if process.returncode:
-            raise RuntimeError(f"{command[:1] + command[3:]} failed:\n{err.read()[-3000:]}")
-        return out.read(), usage.ru_maxrss * 1024  # ru_maxrss is in KiB on Linux
+def _run_child(code, *arguments):
+    """Run `code` in a fresh Python with `arguments`: its stdout's lines, and the last number
+    each line starting with a word gave ({word: [ints]}). Raises with its stderr if it fails."""
+    result = subprocess.run([sys.executable, "-c", code, *map(str, arguments)],
+                            capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"{arguments} failed:\n{result.stderr[-3000:]}")
+    lines = result.stdout.strip().splitlines()
+    values = {words[0]: [int(v) for v in words[1:]] for words in map(str.split, lines)
+              if words and words[0].isupper()}
+    return lines, values
 
 
-def _export_with_tree(tree, size, precision, out_dir, freeze="default"):
-    """benchmarks.compare's serve export, built by a fresh process with `tree`'s bert_tf:
+def _export_with_tree(tree, size, precision, out_dir, freeze="compare"):
+    """benchmarks.compare's serve export, built by a fresh process with `tree`'s bert_tf and
+    `freeze` (compare: as benchmarks.compare exports; default: bert_tf's default; true; false):
     (its path, the exporting process's peak RSS in bytes)."""
-    out, peak = _run_measured([sys.executable, "-c", _EXPORT_CODE, os.path.abspath(tree), REPO,
-                               size, precision, out_dir, freeze])
-    return out.strip().splitlines()[-1], peak
+    lines, values = _run_child(_EXPORT_CODE, os.path.abspath(tree), REPO, size, precision,
+                               out_dir, freeze)
+    return lines[-2], values["HWM"][0]
 
 
-_SERVE_CODE = """
+_SERVE_CODE = _HIGH_WATER + """
 import os, sys
 import tensorflow as tf
 import tensorflow_text  # noqa: F401 (the tokenizer's ops, for loading)
@@ -98,7 +109,7 @@ loaded = rss()
 texts = compare.synthetic_texts(32)
 for batch in (1, 32):
     serve(text=tf.constant(texts[:batch]))["probabilities"].numpy()
-print("RSS", loaded, rss())
+print("RSS", loaded, rss(), _high_water())
 """
 
 
@@ -176,10 +187,7 @@ def freeze(args):
                     path, export_peak = _export_with_tree(
                         REPO, size, precision, os.path.join(work, f"{size}_{precision}_{name}"),
                         freeze="true" if frozen else "false")
-                    out, serve_peak = _run_measured([sys.executable, "-c", _SERVE_CODE, path,
-                                                     REPO])
-                    loaded, served = (int(v) for v in [line for line in out.splitlines()
-                                                       if line.startswith("RSS ")][-1].split()[1:])
+                    loaded, served, serve_peak = _run_child(_SERVE_CODE, path, REPO)[1]["RSS"]
                     exports[name] = path
                     rows.append({"size": size, "precision": precision, "export": name,
                                  "disk": _disk_bytes(path), "export_peak": export_peak,
