@@ -291,22 +291,32 @@ def packed_serving_functions(run: Callable[[Dict[str, tf.Tensor]], Dict[str, tf.
                             packed_model=model)
 
 
-# Largest model (float32 parameter bytes) whose served graph is frozen: the constants go into
-# saved_model.pb, which protobuf limits to 2 GiB.
-FREEZE_MAX_BYTES = 1 << 30
+# Largest model (float32 parameter bytes) whose served graph is frozen by default. A frozen
+# SavedModel holds the weights as constants in saved_model.pb, and TensorFlow copies those
+# constants into every function that calls the frozen forward (the three signatures and their
+# wrappers), when writing and again when loading: a process serving a frozen export held
+# 2.8-3.0 GiB for small (112 MiB of weights) and 9.2-9.8 GiB for base (420 MiB), against 1.0-1.1
+# and 1.5-1.6 GiB with variables, and writing one peaked at 4.3 / 13.1 GiB against 1.2 / 1.6
+# (benchmarks/export_ab.py freeze). 128 MiB keeps tiny, small and MiniLM-L6 frozen; base and
+# larger are frozen only when asked (`freeze=True`, bert-export --freeze=true).
+FREEZE_MAX_BYTES = 128 << 20
+# protobuf's limit on saved_model.pb, which a frozen export's constants go into.
+FREEZE_LIMIT_BYTES = 2 << 30
+
+
+def _weight_bytes(model) -> int:
+    return sum(int(w.shape.num_elements()) * 4 for w in model.weights)
 
 
 def should_freeze(functions: ServingFunctions) -> bool:
-    """Whether `write_serving_model` freezes by default: a packed model whose weights fit
-    FREEZE_MAX_BYTES. Measured here (exported classifier, raw text in, interleaved):
-    bfloat16 small / base served 1.4-2x faster at batch 1 and 32 (oneDNN keeps the constant
-    bfloat16 weights in its own layout, the per-call casts fold away); float32 batch 1 was
-    10-12% faster (tiny 4.1 -> 3.7 ms, small 31.9 -> 28.0, base 158.6 -> 141.6), batch 32 the
-    same for tiny and small and 7% slower for base (3.69 -> 3.95 s per batch)."""
+    """Whether `write_serving_model` freezes by default: a packed model of up to
+    FREEZE_MAX_BYTES of float32 weights. Frozen ÷ with variables, served raw text, interleaved
+    (benchmarks/export_ab.py freeze, 2026-12-01): bfloat16 tiny / small / base took 0.85 / 0.63
+    / 0.54 of the time at batch 1 and 0.72 / 0.65 / 0.66 at batch 32 (oneDNN keeps the constant
+    bfloat16 weights in its own layout, the per-call casts fold away); float32 0.92 / 0.88 /
+    0.91 at batch 1 and 0.96 / 1.03 / 1.02 at batch 32."""
     model = functions.packed_model
-    if model is None:
-        return False
-    return sum(int(w.shape.num_elements()) * 4 for w in model.weights) <= FREEZE_MAX_BYTES
+    return model is not None and _weight_bytes(model) <= FREEZE_MAX_BYTES
 
 
 def frozen_serving_functions(functions: ServingFunctions) -> ServingFunctions:
@@ -317,6 +327,10 @@ def frozen_serving_functions(functions: ServingFunctions) -> ServingFunctions:
     if functions.packed_model is None:
         raise ValueError("only the packed kinds (classifier, regression, pretrainer, encoder) "
                          "can be frozen")
+    weight_bytes = _weight_bytes(functions.packed_model)
+    if weight_bytes > FREEZE_LIMIT_BYTES:
+        raise ValueError(f"the model's {weight_bytes / 2**30:.1f} GiB of weights cannot be frozen: "
+                         f"saved_model.pb holds at most 2 GiB; export it with variables")
     frozen = inference.FrozenFunction(functions.serve_ids, _id_signature())
     preprocessor = functions.preprocessor
 
@@ -363,9 +377,16 @@ def write_serving_model(export_dir: str, functions: ServingFunctions, warmup: bo
                         freeze: Optional[bool] = None) -> str:
     """Write `functions` as a new version of `export_dir` (the three signatures, the vocab
     asset, warmup requests); returns its path. Written under a temporary name, then renamed.
-    `freeze` (None: `should_freeze`): the model's weights as graph constants."""
+    `freeze` (None: `should_freeze`): the model's weights as graph constants (faster, above
+    all in bfloat16, but a serving process holds several copies of them: FREEZE_MAX_BYTES)."""
     if freeze is None:
         freeze = should_freeze(functions)
+        if not freeze and functions.packed_model is not None:
+            logging.info("Writing the weights as variables: %.0f MiB is over the %.0f MiB that "
+                         "are frozen by default (a frozen export serves faster, above all in "
+                         "bfloat16, but a server holds several copies of its constants; "
+                         "bert-export --freeze=true)",
+                         _weight_bytes(functions.packed_model) / 2**20, FREEZE_MAX_BYTES / 2**20)
     if freeze:
         start = time.time()
         functions = frozen_serving_functions(functions)
@@ -835,15 +856,17 @@ def load_for_serving(settings: CheckpointSettings) -> ServingFunctions:
     return functions
 
 
-def export_checkpoint(settings: CheckpointSettings, export_dir: str, warmup: bool = True) -> str:
-    """`load_for_serving`, then `write_serving_model`; returns the version path. A pretrainer
-    whose checkpoint has no masked-LM head is refused (it would serve random predictions)."""
+def export_checkpoint(settings: CheckpointSettings, export_dir: str, warmup: bool = True,
+                      freeze: Optional[bool] = None) -> str:
+    """`load_for_serving`, then `write_serving_model` (`freeze` as there); returns the version
+    path. A pretrainer whose checkpoint has no masked-LM head is refused (it would serve random
+    predictions)."""
     functions = load_for_serving(settings)
     if functions.notes:
         raise ValueError(f"--checkpoint={settings.checkpoint}: has no weights for the "
                          f"{settings.kind} head (cls/predictions/*): an export would serve random "
                          f"predictions; pass a checkpoint trained for it, or --kind=encoder")
-    return write_serving_model(export_dir, functions, warmup=warmup)
+    return write_serving_model(export_dir, functions, warmup=warmup, freeze=freeze)
 
 
 def settings_from_arguments(args, checkpoint) -> CheckpointSettings:

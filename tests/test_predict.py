@@ -89,6 +89,10 @@ def test_errors_name_the_flag_and_leave_no_files(tmp_path, capsys, pretrainer_ch
           "--export_dir", str(export_dir)], "--label_list"),
         (["--checkpoint", pretrainer_checkpoint, "--kind", "encoder", "--max_seq_length", "64",
           "--export_dir", str(export_dir)], "--max_seq_length=64"),
+        (["--checkpoint", pretrainer_checkpoint, "--kind", "ner", "--label_list", "O,B-X",
+          "--freeze=true", "--export_dir", str(export_dir)], "--freeze=true"),
+        (["--checkpoint", pretrainer_checkpoint, "--kind", "encoder", "--freeze=maybe",
+          "--export_dir", str(export_dir)], "--freeze"),
     ]
     for argv, expected in cases:
         with pytest.raises(SystemExit) as exit_info:
@@ -100,6 +104,34 @@ def test_errors_name_the_flag_and_leave_no_files(tmp_path, capsys, pretrainer_ch
         predict.main([str(tmp_path / "nothing"), "text"])
     assert "MODEL" in capsys.readouterr().err
     assert not export_dir.exists()
+
+
+def test_bert_export_freeze_flag_chooses_constants_or_variables(tmp_path, capsys,
+                                                               pretrainer_checkpoint):
+    """Unset, a model this small is frozen; --freeze=false keeps the weights as variables
+    (each once, in the SavedModel's checkpoint). Both serve the same fill-mask answer."""
+    stored, answers = {}, {}
+    for name, extra in (("default", []), ("variables", ["--freeze=false"])):
+        export_dir = str(tmp_path / name)
+        path = export.main(["--checkpoint", pretrainer_checkpoint, "--kind", "pretrainer",
+                            "--export_dir", export_dir, "--max_seq_length", "16",
+                            "--no_warmup", *extra])
+        capsys.readouterr()
+        stored[name] = [n for n, _ in tf.train.list_variables(
+            os.path.join(path, "variables", "variables")) if n != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+        answers[name] = predictions(capsys, [export_dir, FILL_MASK])
+    assert stored["default"] == []
+    embeddings = tf.train.load_variable(os.path.join(pretrainer_checkpoint, "bert_model.ckpt"),
+                                        "bert/embeddings/word_embeddings")
+    saved = os.path.join(tmp_path, "variables", "1", "variables", "variables")
+    assert len([n for n in stored["variables"]
+                if np.array_equal(tf.train.load_variable(saved, n), embeddings)]) == 1
+    for rows in answers.values():
+        assert_paris_then_london(rows)
+    for got, want in zip(answers["variables"][0]["masks"][0]["predictions"],
+                         answers["default"][0]["masks"][0]["predictions"]):
+        assert got["token"] == want["token"]
+        assert got["probability"] == pytest.approx(want["probability"], abs=1e-5)
 
 
 def minilm_folder():

@@ -279,6 +279,26 @@ def test_an_export_with_variables_stores_each_weight_once(tmp_path, vocab_file):
         np.testing.assert_allclose(served["probabilities"], expected["probabilities"], atol=1e-6)
 
 
+def test_the_default_freezes_only_models_of_up_to_freeze_max_bytes(tmp_path, vocab_file,
+                                                                   monkeypatch):
+    model = BertClassifier(tiny_config(), num_labels=3)
+    functions = export.serving_functions(model, "classifier", vocab_file,
+                                         max_seq_length=MAX_SEQ_LENGTH, label_list=LABELS)
+    weight_bytes = 4 * sum(int(np.prod(w.shape)) for w in model.weights)
+    monkeypatch.setattr(export, "FREEZE_MAX_BYTES", weight_bytes)
+    assert export.should_freeze(functions)
+    monkeypatch.setattr(export, "FREEZE_MAX_BYTES", weight_bytes - 1)
+    assert not export.should_freeze(functions)
+    path = export.write_serving_model(str(tmp_path / "default"), functions, warmup=False)
+    assert len(tf.train.list_variables(os.path.join(path, "variables", "variables"))) > 1
+    # Asked to freeze past saved_model.pb's limit: refused before anything is written.
+    monkeypatch.setattr(export, "FREEZE_LIMIT_BYTES", weight_bytes - 1)
+    with pytest.raises(ValueError, match="cannot be frozen"):
+        export.write_serving_model(str(tmp_path / "frozen"), functions, warmup=False,
+                                   freeze=True)
+    assert not (tmp_path / "frozen").exists()
+
+
 def test_a_frozen_export_serves_the_same_answers_without_variables(tmp_path, vocab_file):
     import keras
 
