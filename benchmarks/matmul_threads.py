@@ -10,7 +10,8 @@ thread, TensorFlow 2 threads, ...) for --rounds rounds, so that the host's load 
 configuration alike; the table gives each configuration's median and range, and each
 framework's median ratio of its all-thread to its one-thread rate from the same round. One more
 process per framework, with ONEDNN_VERBOSE=1, reports the oneDNN version, threading runtime and
-primitive each one runs. torch is optional (--torch-python or $BERT_TF_BENCH_TORCH_PYTHON).
+primitive each one runs, and that primitive's own execution times on the first --threads count
+(fastest and median). torch is optional (--torch-python or $BERT_TF_BENCH_TORCH_PYTHON).
 """
 
 import argparse
@@ -68,21 +69,28 @@ def measure(framework, python, threads, shape, calls):
     return float(lines[-1].split()[1])
 
 
-def onednn_info(framework, python, shape):
-    """The oneDNN version, runtime and primitive lines ONEDNN_VERBOSE prints for one product."""
+def onednn_info(framework, python, shape, threads):
+    """With ONEDNN_VERBOSE, one process timing the product on `threads` threads: the oneDNN
+    version, runtime and primitive lines it prints, and the primitive's own execution times
+    (ms, as oneDNN measures them: without the framework's work around the call)."""
     env = dict(os.environ, ONEDNN_VERBOSE="1")
-    result = subprocess.run([python, "-c", _TIMING_CODE, framework, "2", *map(str, shape), "1"],
-                            capture_output=True, text=True, env=env)
-    wanted = []
+    result = subprocess.run([python, "-c", _TIMING_CODE, framework, str(threads),
+                             *map(str, shape), "10"], capture_output=True, text=True, env=env)
+    wanted, exec_ms = [], []
     for line in result.stdout.splitlines():
         fields = line.split(",")
-        if line.startswith("onednn_verbose") and (
-                "oneDNN v" in line or "runtime:" in line
-                or (len(fields) > 5 and fields[3] == "exec" and fields[5] == "matmul")):
-            summary = ",".join(fields[2:7]) if fields[3] == "exec" else ",".join(fields[3:])
-            if summary not in wanted:
-                wanted.append(summary)
-    return wanted
+        if not line.startswith("onednn_verbose"):
+            continue
+        if len(fields) > 5 and fields[3] == "exec" and fields[5] == "matmul":
+            exec_ms.append(float(fields[-1]))
+            summary = ",".join(fields[2:7])
+        elif "oneDNN v" in line or "runtime:" in line:
+            summary = ",".join(fields[3:])
+        else:
+            continue
+        if summary not in wanted:
+            wanted.append(summary)
+    return wanted, exec_ms
 
 
 def main(argv=None):
@@ -102,8 +110,14 @@ def main(argv=None):
         print(f"torch: skipped (no --torch-python or ${TORCH_PYTHON_ENV})")
 
     for framework in frameworks:
-        for line in onednn_info(framework, _python_for(framework, args.torch_python), shape):
+        lines, exec_ms = onednn_info(framework, _python_for(framework, args.torch_python), shape,
+                                     threads[0])
+        for line in lines:
             print(f"{framework}: {line}")
+        if exec_ms:
+            print(f"{framework}: primitive execution on {threads[0]} thread(s), "
+                  f"{len(exec_ms)} calls: fastest {min(exec_ms):.1f} ms, median "
+                  f"{statistics.median(exec_ms):.1f} ms")
 
     rates = {(f, t): [] for f in frameworks for t in threads}
     for round_index in range(args.rounds):
