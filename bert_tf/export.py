@@ -248,11 +248,10 @@ class ServingFunctions:
     text_inputs: names of the tf.string [batch] inputs of `serving_default`.
     serve_text: (*text tensors) -> dict of outputs, batch first.
     serve_ids: dict with int32 `input_ids`, `input_mask`, `segment_ids` -> dict of outputs.
-    tracked: the built Keras layers whose resources other than variables (the tokenizer's
-      vocabulary table) the functions use. Not the model: the variables the functions read
-      are saved with them, and Keras' ExportArchive would store a tracked model's variables
-      a second time (an unfrozen export was twice the model's size on disk and in memory).
-    preprocessor: the `TextPreprocessor` (its vocabulary becomes the `vocab.txt` asset).
+    preprocessor: the `TextPreprocessor` (its vocabulary becomes the `vocab.txt` asset); the
+      only layer an export tracks, for its vocabulary table. Not the model: the variables the
+      functions read are saved with them, and Keras' ExportArchive would store a tracked
+      model's variables a second time (an unfrozen export was twice the model's size).
     notes: warnings every answer must carry (a pretrainer whose masked-LM head was not in
       the checkpoint answers at random); `export_checkpoint` refuses to write such a model.
     """
@@ -260,7 +259,6 @@ class ServingFunctions:
     text_inputs: Tuple[str, ...]
     serve_text: Callable[..., Dict[str, tf.Tensor]]
     serve_ids: Callable[[Dict[str, tf.Tensor]], Dict[str, tf.Tensor]]
-    tracked: Tuple
     preprocessor: TextPreprocessor
     notes: Tuple[str, ...] = ()
     # The model whose forward `serve_ids` is, when serve_text = serve_ids(packed text) (the
@@ -287,8 +285,7 @@ def packed_serving_functions(run: Callable[[Dict[str, tf.Tensor]], Dict[str, tf.
         return run(trim_padding(preprocessor(list(texts))))
 
     _build(preprocessor, model, len(text_inputs))
-    return ServingFunctions(text_inputs, serve_text, run, (preprocessor,), preprocessor,
-                            packed_model=model)
+    return ServingFunctions(text_inputs, serve_text, run, preprocessor, packed_model=model)
 
 
 # Largest model (float32 parameter bytes) whose served graph is frozen by default. A frozen
@@ -330,7 +327,8 @@ def frozen_serving_functions(functions: ServingFunctions) -> ServingFunctions:
     weight_bytes = _weight_bytes(functions.packed_model)
     if weight_bytes > FREEZE_LIMIT_BYTES:
         raise ValueError(f"the model's {weight_bytes / 2**30:.1f} GiB of weights cannot be frozen: "
-                         f"saved_model.pb holds at most 2 GiB; export it with variables")
+                         f"saved_model.pb holds at most {FREEZE_LIMIT_BYTES / 2**30:.0f} GiB; "
+                         f"export it with variables")
     frozen = inference.FrozenFunction(functions.serve_ids, _id_signature())
     preprocessor = functions.preprocessor
 
@@ -393,9 +391,8 @@ def write_serving_model(export_dir: str, functions: ServingFunctions, warmup: bo
         logging.info("Froze the served model's weights into the graph (%.1f s)",
                      time.time() - start)
     archive = keras.export.ExportArchive()
-    for layer in functions.tracked:
-        if isinstance(layer, keras.layers.Layer):
-            archive.track(layer)
+    if isinstance(functions.preprocessor, keras.layers.Layer):
+        archive.track(functions.preprocessor)
     text_signature = [tf.TensorSpec([None], tf.string, name=name)
                       for name in functions.text_inputs]
     # serve_examples calls the traced serving_default instead of tracing the tokenizer again.
@@ -675,7 +672,7 @@ def tagger_serving_functions(model: keras.Model, vocab_file, do_lower_case: bool
     _build(preprocessor, model, 1)
     serve = tagging_serve_function(model, preprocessor, label_list)
     return ServingFunctions(("text",), serve, token_tagging_function(model, label_list),
-                            (preprocessor,), preprocessor)
+                            preprocessor)
 
 
 def serving_functions(model: keras.Model, kind: str, vocab, do_lower_case: bool = True,

@@ -244,7 +244,7 @@ def _serving_functions():
         return {"ids": inputs["input_ids"]}
 
     return export.ServingFunctions(text_inputs=("text",), serve_text=lambda text: {"t": text},
-                                   serve_ids=serve_ids, tracked=(), preprocessor=_Vocabulary())
+                                   serve_ids=serve_ids, preprocessor=_Vocabulary())
 
 
 def test_export_failing_mid_write_leaves_the_export_dir_as_it_was(tmp_path, monkeypatch):
