@@ -402,8 +402,8 @@ class BertTfBench(_KerasBench):
             self.export_dir = tempfile.mkdtemp(prefix="bert_tf_export_",
                                                dir=self.context.get("work_dir"))
             # Frozen, as `bert-export --freeze=true` writes (the default freezes only models of
-            # up to export.FREEZE_MAX_BYTES; base would not be). context["freeze"] (None: the
-            # default) and context["load"] serve benchmarks/export_ab.py.
+            # up to export.FREEZE_MAX_BYTES; base would not be). context["freeze"] and
+            # context["load"] serve benchmarks/export_ab.py.
             self.export_path = export.export_model(
                 self.export_dir, model, "classifier", self.context["vocab_file"], warmup=False,
                 do_lower_case=True, max_seq_length=SEQ_LEN,

@@ -65,7 +65,7 @@ from benchmarks import compare  # this checkout's harness, the same for every tr
 os.makedirs(out_dir, exist_ok=True)
 context = dict(compare.bench_context(out_dir), load=False)
 if freeze != "compare":  # else what benchmarks.compare exports
-    context["freeze"] = {"default": None, "true": True, "false": False}[freeze]
+    context["freeze"] = freeze == "true"
 bench = compare.BertTfBench("serve", size, precision, context)
 print(bench.export_path)
 print("HWM", _high_water())
@@ -73,8 +73,9 @@ print("HWM", _high_water())
 
 
 def _run_child(code, *arguments):
-    """Run `code` in a fresh Python with `arguments`: its stdout's lines, and the last number
-    each line starting with a word gave ({word: [ints]}). Raises with its stderr if it fails."""
+    """Run `code` in a fresh Python with `arguments`: its stdout's lines, and {word: [ints]}
+    of each line that starts with an upper-case word (e.g. "HWM 123"). Raises with its stderr
+    if it fails."""
     result = subprocess.run([sys.executable, "-c", code, *map(str, arguments)],
                             capture_output=True, text=True)
     if result.returncode:
@@ -87,8 +88,8 @@ def _run_child(code, *arguments):
 
 def _export_with_tree(tree, size, precision, out_dir, freeze="compare"):
     """benchmarks.compare's serve export, built by a fresh process with `tree`'s bert_tf and
-    `freeze` (compare: as benchmarks.compare exports; default: bert_tf's default; true; false):
-    (its path, the exporting process's peak RSS in bytes)."""
+    `freeze` ("compare": as benchmarks.compare exports; "true"; "false"): (its path, the
+    exporting process's peak RSS in bytes)."""
     lines, values = _run_child(_EXPORT_CODE, os.path.abspath(tree), REPO, size, precision,
                                out_dir, freeze)
     return lines[-2], values["HWM"][0]
@@ -319,8 +320,7 @@ def memory(args):
                 input_signature=[tf.TensorSpec([None], tf.string, name="text")]))
             path = out
             archive.write_out(path, verbose=False)
-        size = sum(os.path.getsize(os.path.join(root, name))
-                   for root, _, names in os.walk(path) for name in names)
+        size = _disk_bytes(path)
         watch.enter("loaded and called once")
         importlib.import_module("tensorflow_text")  # the tokenizer's ops, for loading
         loaded = tf.saved_model.load(path)

@@ -20,7 +20,8 @@ import statistics
 import subprocess
 import sys
 
-TORCH_PYTHON_ENV = "BERT_TF_BENCH_TORCH_PYTHON"
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.compare import TORCH_PYTHON_ENV  # noqa: E402 (after the path it needs)
 
 _TIMING_CODE = r"""
 import sys, time
